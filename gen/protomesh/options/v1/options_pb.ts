@@ -22,6 +22,8 @@ export const file_protomesh_options_v1_options: GenFile = /*@__PURE__*/
  */
 export type AuthPolicy = Message<"protomesh.options.v1.AuthPolicy"> & {
   /**
+   * Exactly one of the policies below.
+   *
    * @generated from oneof protomesh.options.v1.AuthPolicy.policy
    */
   policy: {

@@ -1,0 +1,59 @@
+import type { IncomingHttpHeaders } from "node:http";
+
+/** How long calls may run: the default for calls that ask for nothing, and the cap. */
+export interface DeadlinePolicy {
+  readonly defaultMs: number;
+  readonly maxMs: number;
+  /** Per-method defaults by request path ("/pkg.Service/Method"), from the proto call option. */
+  readonly methodDefaults?: ReadonlyMap<string, number>;
+}
+
+const grpcUnitsMs: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 0.001,
+  n: 0.000_001,
+};
+
+/** Parses a gRPC `grpc-timeout` value (at most 8 digits and a unit) to milliseconds. */
+export function parseGrpcTimeout(value: string): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!match) return undefined;
+  const [, digits, unit] = match;
+  return Number(digits) * (grpcUnitsMs[unit as string] ?? 0);
+}
+
+/**
+ * Gives a call its deadline before the protocol handler reads it: a call without one gets the
+ * method's default, a longer one is capped at the maximum. gRPC and gRPC-Web carry it in
+ * `grpc-timeout`, Connect in `connect-timeout-ms`; a malformed value is left for the protocol
+ * handler to reject.
+ */
+export function applyDeadline(
+  headers: IncomingHttpHeaders,
+  path: string,
+  policy: DeadlinePolicy,
+): void {
+  const isGrpc = headers["content-type"]?.startsWith("application/grpc") ?? false;
+  const name = isGrpc ? "grpc-timeout" : "connect-timeout-ms";
+  const raw = headers[name];
+  const fallback = policy.methodDefaults?.get(path) ?? policy.defaultMs;
+  if (typeof raw !== "string") {
+    headers[name] = format(Math.min(fallback, policy.maxMs), isGrpc);
+    return;
+  }
+  const requested = isGrpc
+    ? parseGrpcTimeout(raw)
+    : /^\d{1,10}$/.test(raw)
+      ? Number(raw)
+      : undefined;
+  if (requested !== undefined && requested > policy.maxMs) {
+    headers[name] = format(policy.maxMs, isGrpc);
+  }
+}
+
+function format(ms: number, grpc: boolean): string {
+  return grpc ? `${Math.ceil(ms)}m` : String(Math.ceil(ms));
+}

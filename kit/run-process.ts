@@ -1,0 +1,64 @@
+import type { z } from "zod";
+import { ConfigError, loadConfig, type ServerConfig } from "./config.ts";
+import { createLogger, type Log } from "./log.ts";
+
+/** Something a process runs until it is told to stop. */
+export interface Runnable {
+  /** Starts serving; resolves with the bound port. */
+  listen(): Promise<number>;
+  /** Stops gracefully. */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a server process: validates its configuration (exit 2 naming the bad variable),
+ * builds and starts it (exit 1 with a clear message if it cannot listen), and stops it
+ * gracefully on SIGTERM or SIGINT (exit 0).
+ */
+export async function runProcess<S extends z.ZodObject>(
+  name: string,
+  schema: S,
+  build: (config: Readonly<z.infer<S>>, log: Log) => Promise<Runnable> | Runnable,
+): Promise<void> {
+  let config: Readonly<z.infer<S> & ServerConfig>;
+  try {
+    config = loadConfig(schema) as Readonly<z.infer<S> & ServerConfig>;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${name}: ${err.message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger({ name, level: config.LOG_LEVEL, format: config.LOG_FORMAT });
+  let server: Runnable;
+  try {
+    server = await build(config, log);
+    await server.listen();
+  } catch (err) {
+    const address = `${config.HOST}:${config.PORT}`;
+    const reason =
+      (err as NodeJS.ErrnoException).code === "EADDRINUSE"
+        ? `port ${address} is already in use (set PORT to another port)`
+        : `failed to start: ${(err as Error).message}`;
+    log.fatal({ err }, reason);
+    process.stderr.write(`${name}: ${reason}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, "second signal, exiting at once");
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}

@@ -1,0 +1,8 @@
+import type { z } from "zod";
+import { serverConfigSchema } from "../../kit/config.ts";
+
+/** Environment variables of the task service, validated at start. */
+export const taskConfigSchema = serverConfigSchema(50052);
+
+/** The task service's validated configuration. */
+export type TaskConfig = Readonly<z.infer<typeof taskConfigSchema>>;
