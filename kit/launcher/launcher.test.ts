@@ -1,0 +1,102 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+
+// The launcher runs the compiled mesh; `npm test` builds dist/ first.
+const launcher = fileURLToPath(new URL("../../dist/kit/launcher/main.js", import.meta.url));
+const running: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const child of running.splice(0)) child.kill("SIGKILL");
+});
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+async function meshEnv(): Promise<Record<string, string>> {
+  return {
+    USER_PORT: String(await freePort()),
+    TASK_PORT: String(await freePort()),
+    FILE_PORT: String(await freePort()),
+    INFERENCE_PORT: String(await freePort()),
+    LOG_FORMAT: "json",
+  };
+}
+
+function start(env: Record<string, string>) {
+  const child = spawn(process.execPath, [launcher], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  running.push(child);
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exit = once(child, "exit").then(([code]) => code as number | null);
+  return { child, exit, output: () => output };
+}
+
+async function waitFor(predicate: () => boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > until) throw new Error("timed out");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("npm start launcher", () => {
+  it("starts all four services, prefixes their logs and stops them on SIGINT", async () => {
+    const env = await meshEnv();
+    const mesh = start(env);
+    await waitFor(() => mesh.output().includes("mesh | ready"), 15_000);
+    for (const [name, variable] of [
+      ["user", "USER_PORT"],
+      ["task", "TASK_PORT"],
+      ["file", "FILE_PORT"],
+      ["inference", "INFERENCE_PORT"],
+    ] as const) {
+      const res = await fetch(`http://127.0.0.1:${env[variable]}/readyz`);
+      expect(res.status, name).toBe(200);
+      expect(mesh.output()).toMatch(new RegExp(`^${name} +\\| \\{.*"msg":"listening"`, "m"));
+    }
+    mesh.child.kill("SIGINT");
+    expect(await mesh.exit).toBe(0);
+    const refused = await fetch(`http://127.0.0.1:${env.USER_PORT}/healthz`).catch(() => null);
+    expect(refused).toBeNull();
+  });
+
+  it("exits non-zero naming the service whose port is taken, and leaves nothing running", async () => {
+    const env = await meshEnv();
+    const squatter = net.createServer().listen(Number(env.TASK_PORT), "127.0.0.1");
+    await once(squatter, "listening");
+    try {
+      const mesh = start(env);
+      expect(await mesh.exit).toBe(1);
+      expect(mesh.output()).toContain("task exited during start-up");
+      expect(mesh.output()).toContain(`127.0.0.1:${env.TASK_PORT} is already in use`);
+      const user = await fetch(`http://127.0.0.1:${env.USER_PORT}/healthz`).catch(() => null);
+      expect(user).toBeNull();
+    } finally {
+      squatter.close();
+    }
+  });
+
+  it("rejects a bad port setting with a message naming the variable", async () => {
+    const mesh = start({ ...(await meshEnv()), FILE_PORT: "eighty" });
+    expect(await mesh.exit).toBe(2);
+    expect(mesh.output()).toContain("FILE_PORT");
+  });
+});

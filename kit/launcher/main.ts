@@ -1,0 +1,68 @@
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { ConfigError, loadConfig, millisSchema, portSchema } from "../config.ts";
+import { launchMesh, type ProcessSpec } from "./launcher.ts";
+
+const schema = z.object({
+  HOST: z.string().default("127.0.0.1"),
+  USER_PORT: portSchema.default(50051),
+  TASK_PORT: portSchema.default(50052),
+  FILE_PORT: portSchema.default(50053),
+  INFERENCE_PORT: portSchema.default(50054),
+  MESH_START_TIMEOUT_MS: millisSchema.default(15_000),
+  MESH_STOP_TIMEOUT_MS: millisSchema.default(15_000),
+});
+
+let config: z.infer<typeof schema>;
+try {
+  config = loadConfig(schema);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`mesh: ${err.message}\n`);
+  process.exit(2);
+}
+
+// The compiled entries sit beside this file's own compiled output in dist/.
+const entry = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+// People watching a terminal get readable logs; pipes and files keep JSON lines.
+const childEnv: Record<string, string> =
+  process.stdout.isTTY && process.env.LOG_FORMAT === undefined
+    ? { LOG_FORMAT: "pretty", FORCE_COLOR: "1" }
+    : {};
+
+const specs: ProcessSpec[] = [
+  { name: "user", entry: entry("services/user/main.js"), port: config.USER_PORT, env: childEnv },
+  { name: "task", entry: entry("services/task/main.js"), port: config.TASK_PORT, env: childEnv },
+  { name: "file", entry: entry("services/file/main.js"), port: config.FILE_PORT, env: childEnv },
+  {
+    name: "inference",
+    entry: entry("services/inference/main.js"),
+    port: config.INFERENCE_PORT,
+    env: childEnv,
+  },
+];
+
+const mesh = launchMesh(specs, {
+  host: config.HOST,
+  startTimeoutMs: config.MESH_START_TIMEOUT_MS,
+  stopTimeoutMs: config.MESH_STOP_TIMEOUT_MS,
+});
+
+let stopping = false;
+const stop = async (code: number) => {
+  if (stopping) return;
+  stopping = true;
+  await mesh.stop();
+  process.exit(code);
+};
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));
+
+try {
+  await mesh.ready;
+  const lines = specs.map((s) => `  ${s.name.padEnd(10)} http://${config.HOST}:${s.port}`);
+  process.stdout.write(`mesh | ready:\n${lines.join("\n")}\n`);
+} catch (err) {
+  process.stderr.write(`mesh | ${(err as Error).message}\nmesh | stopping the mesh\n`);
+  await stop(1);
+}
