@@ -1,6 +1,8 @@
+import { once } from "node:events";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -62,6 +64,9 @@ const h2PrefacePrefix = Buffer.from("PRI");
 
 // Health and reflection keep answering while the server drains, so that load balancers see
 // NOT_SERVING and long-lived Watch streams do not hold the shutdown back.
+// How long cancelled calls get to send their final status when the grace period is over.
+const abandonGraceMs = 500;
+
 const alwaysOpen = (path: string) =>
   path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.");
 
@@ -137,6 +142,14 @@ export function createServer(options: ServerOptions): Server {
     connectHandler(req, res);
   };
 
+  const untilDrained = (timeoutMs: number) =>
+    inFlight === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          drained = resolve;
+          setTimeout(resolve, timeoutMs).unref();
+        });
+
   const h1 = http.createServer(handle);
   // Slowloris guard: a client gets this long to send its request headers.
   h1.headersTimeout = 30_000;
@@ -174,21 +187,28 @@ export function createServer(options: ServerOptions): Server {
       draining = true;
       health.setServing(false);
       log.info({ inFlight }, "draining");
-      tcp.close();
-      // Tell HTTP/2 clients to open no new streams (GOAWAY); streams in progress finish.
-      for (const session of sessions) session.close();
+      // The listener stays open while calls drain, so health checks keep answering NOT_SERVING
+      // and new calls on any connection get Unavailable (see requestGate) instead of a reset.
       h1.closeIdleConnections();
-      if (inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          drained = resolve;
-          setTimeout(resolve, config.SHUTDOWN_GRACE_MS).unref();
-        });
-      }
+      await untilDrained(config.SHUTDOWN_GRACE_MS);
+      tcp.close();
+      // Tell HTTP/2 clients to open no new streams (GOAWAY).
+      for (const session of sessions) session.close();
+      const abandoned = inFlight;
+      // Calls still running past the grace period are cancelled; give them a moment to send
+      // their Unavailable status before the connections go.
       shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
+      await untilDrained(abandonGraceMs);
+      // A response can be finished before its last frames have left: let each HTTP/2 session
+      // close by itself after GOAWAY (it does once its streams are done), within a bound.
+      await Promise.race([
+        Promise.all([...sessions].map((session) => once(session, "close"))),
+        sleep(abandonGraceMs),
+      ]);
       for (const session of sessions) session.destroy();
       h1.closeAllConnections();
       for (const socket of sockets) socket.destroy();
-      log.info({ abandoned: inFlight }, "stopped");
+      log.info({ abandoned }, "stopped");
     },
   };
 }

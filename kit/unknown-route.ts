@@ -14,7 +14,7 @@ export function respondUnknownRoute(req: NodeRequest, res: NodeResponse): void {
     res.writeHead(200, {
       "content-type": contentType.split(";")[0] ?? contentType,
       "grpc-status": String(Code.Unimplemented),
-      "grpc-message": encodeURIComponent(message),
+      "grpc-message": grpcMessage(message),
     });
     res.end();
     return;
@@ -23,11 +23,20 @@ export function respondUnknownRoute(req: NodeRequest, res: NodeResponse): void {
     res.writeHead(200, { "content-type": "application/grpc" });
     res.addTrailers({
       "grpc-status": String(Code.Unimplemented),
-      "grpc-message": encodeURIComponent(message),
+      "grpc-message": grpcMessage(message),
     });
     res.end();
     return;
   }
   res.writeHead(404, { "content-type": "application/json" });
   res.end(JSON.stringify({ code: "unimplemented", message }));
+}
+
+/** Percent-encodes a grpc-message value as the gRPC HTTP/2 spec asks: only '%' and non-ASCII. */
+function grpcMessage(text: string): string {
+  return Array.from(new TextEncoder().encode(text), (byte) =>
+    byte < 0x20 || byte > 0x7e || byte === 0x25
+      ? `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+      : String.fromCharCode(byte),
+  ).join("");
 }
