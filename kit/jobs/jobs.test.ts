@@ -101,6 +101,17 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
     return created;
   }
 
+  /** A handler whose effect is a row in the same transaction as the processed-event record. */
+  const recordEffect: EventHandler<typeof UserRegisteredSchema> = async (
+    event,
+    { em, envelope },
+  ) => {
+    await em.execute("insert into effect (event_id, email) values (?, ?)", [
+      envelope.id,
+      event.email,
+    ]);
+  };
+
   const effects = () =>
     db.fork().execute<{ event_id: string; email: string }[]>("select event_id, email from effect");
 
@@ -134,17 +145,15 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
       stream,
       group: "mailer",
       schema: UserRegisteredSchema,
-      async handle(event, { em, envelope, attempt }) {
+      async handle(event, ctx) {
+        const { envelope, attempt } = ctx;
         seen.push({
           type: envelope.type,
           source: envelope.source,
           traceparent: envelope.traceparent,
           attempt,
         });
-        await em.execute("insert into effect (event_id, email) values (?, ?)", [
-          envelope.id,
-          event.email,
-        ]);
+        await recordEffect(event, ctx);
       },
     });
     await service.start();
@@ -226,12 +235,7 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
         stream,
         group: "mailer",
         schema: UserRegisteredSchema,
-        async handle(event, { em, envelope }) {
-          await em.execute("insert into effect (event_id, email) values (?, ?)", [
-            envelope.id,
-            event.email,
-          ]);
-        },
+        handle: recordEffect,
       });
       await online.start();
       expect(await until(effects, (r) => r.length > 0)).toEqual([
@@ -294,12 +298,7 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
       stream,
       group: "mailer",
       schema: UserRegisteredSchema,
-      async handle(event, { em, envelope }) {
-        await em.execute("insert into effect (event_id, email) values (?, ?)", [
-          envelope.id,
-          event.email,
-        ]);
-      },
+      handle: recordEffect,
     });
     await service.start();
     const delivered = async () => {
@@ -346,12 +345,9 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
     expect((await service.transport.stats(stream, "mailer")).pending).toBe(1);
 
     const attempts: number[] = [];
-    const second = member(async (event, { em, envelope, attempt }) => {
-      attempts.push(attempt);
-      await em.execute("insert into effect (event_id, email) values (?, ?)", [
-        envelope.id,
-        event.email,
-      ]);
+    const second = member(async (event, ctx) => {
+      attempts.push(ctx.attempt);
+      await recordEffect(event, ctx);
     });
     await second.start();
     try {
