@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DeadLetterSchema } from "../../gen/protomesh/events/v1/envelope_pb.ts";
 import { UserRegisteredSchema } from "../../gen/protomesh/user/v1/events_pb.ts";
 import { openTestDatabase, type TestDatabase } from "../../test/support/database.ts";
+import { deleteRedisKeys, testRedisUrl } from "../../test/support/redis.ts";
 import { Migration } from "../db/database.ts";
 import { createLogger } from "../log.ts";
 import { createConsumer, type EventHandler } from "./consumer.ts";
@@ -19,7 +20,7 @@ const log = createLogger({
   level: process.env.TEST_LOG_LEVEL ?? "silent",
   format: "json",
 });
-const redisUrl = process.env.TEST_REDIS_URL || undefined;
+const redisUrl = testRedisUrl;
 
 interface Adapter {
   readonly name: string;
@@ -87,6 +88,7 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
   });
   afterAll(async () => {
     await db.close();
+    if (redisUrl) await deleteRedisKeys(redisUrl, prefix);
   });
   afterEach(async () => {
     await Promise.all(running.splice(0).map((jobs) => jobs.stop()));

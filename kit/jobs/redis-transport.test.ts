@@ -3,10 +3,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deleteRedisKeys, testRedisUrl } from "../../test/support/redis.ts";
 import { createRedisTransport, type RedisTransportOptions } from "./redis-transport.ts";
 import type { StreamTransport } from "./stream-transport.ts";
 
-const url = process.env.TEST_REDIS_URL;
+const url = testRedisUrl;
 
 describe.skipIf(!url)("Redis Streams transport", () => {
   const prefix = `test:${randomUUID()}:`;
@@ -34,13 +35,8 @@ describe.skipIf(!url)("Redis Streams transport", () => {
 
   afterAll(async () => {
     await Promise.all(opened.map((transport) => transport.close()));
-    let cursor = "0";
-    do {
-      const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length > 0) await admin.del(...keys);
-    } while (cursor !== "0");
     await admin.quit();
+    await deleteRedisKeys(url ?? "", prefix);
   });
 
   it("round-trips binary entries in order", async () => {
