@@ -40,7 +40,10 @@ export interface ServerOptions {
   readonly config: ServerConfig;
   readonly log: Log;
   readonly services: readonly ServiceBinding[];
-  /** Interceptors that run inside logging and error conversion, such as authentication. */
+  /**
+   * Interceptors for the bound services, inside logging and error conversion, such as
+   * authentication. Health and reflection do not get them: they are open to every caller.
+   */
   readonly interceptors?: readonly Interceptor[];
   readonly metrics?: Metrics;
 }
@@ -88,17 +91,18 @@ export function createServer(options: ServerOptions): Server {
   let inFlight = 0;
   let drained: (() => void) | undefined;
 
+  const baseInterceptors = [createObserveInterceptor(log, metrics), createErrorInterceptor(log)];
+  const serviceInterceptors = [...baseInterceptors, ...(options.interceptors ?? [])];
   const connectHandler = connectNodeAdapter({
     routes(router) {
-      for (const binding of options.services) router.service(binding.service, binding.impl);
+      for (const binding of options.services) {
+        // Per-service options replace the router's, so the full chain is given here.
+        router.service(binding.service, binding.impl, { interceptors: serviceInterceptors });
+      }
       health.register(router);
       registerReflection(router, [...options.services.map((b) => b.service), Health]);
     },
-    interceptors: [
-      createObserveInterceptor(log, metrics),
-      createErrorInterceptor(log),
-      ...(options.interceptors ?? []),
-    ],
+    interceptors: baseInterceptors,
     readMaxBytes: config.MAX_MESSAGE_BYTES,
     writeMaxBytes: config.MAX_MESSAGE_BYTES,
     maxTimeoutMs: config.MAX_DEADLINE_MS,

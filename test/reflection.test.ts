@@ -60,15 +60,15 @@ describe.each(servicesUnderTest)("$name service process, seen by buf curl", (s) 
     },
   );
 
-  it.concurrent(`answers ${s.unimplemented} with unimplemented, naming it`, async ({ expect }) => {
-    const method = `${s.service.typeName}/${s.unimplemented}`;
-    const url = `${urlOf(s.name)}/${method}`;
+  it.concurrent(`refuses ${s.protectedMethod} without a token, saying so`, async ({ expect }) => {
+    const url = `${urlOf(s.name)}/${s.service.typeName}/${s.protectedMethod}`;
     const { stdout, stderr, code } = await runBuf(["curl", ...h2c, "-d", "{}", url]);
-    // buf curl exits with 8 × the RPC code: 12 (unimplemented) × 8.
-    expect(code).toBe(96);
+    // buf curl exits with 8 × the RPC code: 16 (unauthenticated) × 8.
+    expect(code).toBe(128);
     expect(stdout).toBe("");
-    const error = JSON.parse(stderr) as { code: string; message: string };
-    expect(error.code).toBe("unimplemented");
-    expect(error.message).toContain(`${s.service.typeName}.${s.unimplemented}`);
+    expect(JSON.parse(stderr)).toEqual({
+      code: "unauthenticated",
+      message: "missing bearer token",
+    });
   });
 });

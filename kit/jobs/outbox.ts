@@ -17,6 +17,9 @@ export const OutboxEvent = defineEntity({
   },
 });
 
+/** The entities every service that publishes events registers with its ORM. */
+export const jobEntities = [OutboxEvent];
+
 /** An event to publish: the stream, the message's schema and the message. */
 export interface OutgoingEvent<D extends DescMessage> {
   readonly stream: string;

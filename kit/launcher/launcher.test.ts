@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -29,6 +32,7 @@ async function meshEnv(): Promise<Record<string, string>> {
     FILE_PORT: String(await freePort()),
     INFERENCE_PORT: String(await freePort()),
     LOG_FORMAT: "json",
+    DATA_DIR: mkdtempSync(join(tmpdir(), "protomesh-mesh-")),
   };
 }
 
@@ -58,10 +62,12 @@ async function waitFor(predicate: () => boolean, timeoutMs: number): Promise<voi
 }
 
 describe("npm start launcher", () => {
-  it("starts all four services, prefixes their logs and stops them on SIGINT", async () => {
+  it("starts all four services, prefixes their logs and stops them on SIGINT", {
+    timeout: 90_000,
+  }, async () => {
     const env = await meshEnv();
     const mesh = start(env);
-    await waitFor(() => mesh.output().includes("mesh | ready"), 15_000);
+    await waitFor(() => mesh.output().includes("mesh | ready"), 60_000);
     for (const [name, variable] of [
       ["user", "USER_PORT"],
       ["task", "TASK_PORT"],

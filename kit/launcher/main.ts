@@ -9,7 +9,7 @@ const schema = z.object({
   TASK_PORT: portSchema.default(50052),
   FILE_PORT: portSchema.default(50053),
   INFERENCE_PORT: portSchema.default(50054),
-  MESH_START_TIMEOUT_MS: millisSchema.default(15_000),
+  MESH_START_TIMEOUT_MS: millisSchema.default(60_000),
   MESH_STOP_TIMEOUT_MS: millisSchema.default(15_000),
 });
 
@@ -30,15 +30,18 @@ const childEnv: Record<string, string> =
     ? { LOG_FORMAT: "pretty", FORCE_COLOR: "1" }
     : {};
 
+// The static registry of the mesh: every process learns where the others are from here.
+const registry = { USER_SERVICE_URL: `http://${config.HOST}:${config.USER_PORT}` };
+const env = { ...childEnv, ...registry };
 const specs: ProcessSpec[] = [
-  { name: "user", entry: entry("services/user/main.js"), port: config.USER_PORT, env: childEnv },
-  { name: "task", entry: entry("services/task/main.js"), port: config.TASK_PORT, env: childEnv },
-  { name: "file", entry: entry("services/file/main.js"), port: config.FILE_PORT, env: childEnv },
+  { name: "user", entry: entry("services/user/main.js"), port: config.USER_PORT, env },
+  { name: "task", entry: entry("services/task/main.js"), port: config.TASK_PORT, env },
+  { name: "file", entry: entry("services/file/main.js"), port: config.FILE_PORT, env },
   {
     name: "inference",
     entry: entry("services/inference/main.js"),
     port: config.INFERENCE_PORT,
-    env: childEnv,
+    env,
   },
 ];
 

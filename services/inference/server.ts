@@ -1,4 +1,6 @@
 import { InferenceService } from "../../gen/protomesh/inference/v1/inference_pb.ts";
+import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
+import { createRemoteVerifier } from "../../kit/auth/remote-verifier.ts";
 import type { Log } from "../../kit/log.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
 import type { InferenceConfig } from "./config.ts";
@@ -11,8 +13,15 @@ export interface InferenceServerDeps {
 
 /**
  * Builds the inference service (question answering over documents). Its RPCs are not implemented yet: every
- * method answers Unimplemented, while health, reflection and metrics already work.
+ * method answers Unimplemented (after checking the caller's token as its auth policy says),
+ * while health, reflection and metrics already work.
  */
 export function createInferenceServer({ config, log }: InferenceServerDeps): Server {
-  return createServer({ config, log, services: [bindService(InferenceService, {})] });
+  const verifier = createRemoteVerifier(config, log);
+  return createServer({
+    config,
+    log,
+    services: [bindService(InferenceService, {})],
+    interceptors: [createAuthInterceptor({ verifier, log })],
+  });
 }

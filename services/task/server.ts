@@ -1,4 +1,6 @@
 import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
+import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
+import { createRemoteVerifier } from "../../kit/auth/remote-verifier.ts";
 import type { Log } from "../../kit/log.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
 import type { TaskConfig } from "./config.ts";
@@ -11,8 +13,15 @@ export interface TaskServerDeps {
 
 /**
  * Builds the task service (projects, tasks, comments and exports). Its RPCs are not implemented yet: every
- * method answers Unimplemented, while health, reflection and metrics already work.
+ * method answers Unimplemented (after checking the caller's token as its auth policy says),
+ * while health, reflection and metrics already work.
  */
 export function createTaskServer({ config, log }: TaskServerDeps): Server {
-  return createServer({ config, log, services: [bindService(TaskService, {})] });
+  const verifier = createRemoteVerifier(config, log);
+  return createServer({
+    config,
+    log,
+    services: [bindService(TaskService, {})],
+    interceptors: [createAuthInterceptor({ verifier, log })],
+  });
 }

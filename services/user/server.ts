@@ -1,7 +1,22 @@
 import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
+import { createTokenVerifier } from "../../kit/auth/token-verifier.ts";
+import { openDatabase } from "../../kit/db/database.ts";
+import { loadServerSecret } from "../../kit/db/server-secret.ts";
+import { createJobs, openTransport } from "../../kit/jobs/jobs.ts";
 import type { Log } from "../../kit/log.ts";
+import { createMailer } from "../../kit/mail/mailer.ts";
+import { createMetrics } from "../../kit/metrics.ts";
+import { createPageTokens } from "../../kit/page-token.ts";
+import type { Runnable } from "../../kit/run-process.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
+import { createAccountRpcs } from "./accounts.ts";
 import type { UserConfig } from "./config.ts";
+import { userEntities } from "./entities.ts";
+import { loadSigningKeys } from "./keys.ts";
+import { userMigrations } from "./migrations.ts";
+import { createSessionRpcs } from "./sessions.ts";
+import { consumeVerificationMail } from "./verification-mail.ts";
 
 /** What the user service is built from. */
 export interface UserServerDeps {
@@ -9,10 +24,74 @@ export interface UserServerDeps {
   readonly log: Log;
 }
 
+/** The running user service: its server, and the lifecycle of everything behind it. */
+export interface UserServer extends Runnable {
+  readonly server: Server;
+}
+
 /**
- * Builds the user service (accounts, sign-in and tokens). Its RPCs are not implemented yet: every
- * method answers Unimplemented, while health, reflection and metrics already work.
+ * Builds the user service: opens and migrates its database, loads (or creates) its signing
+ * keys, and wires the account and session RPCs, token verification and the verification mail.
  */
-export function createUserServer({ config, log }: UserServerDeps): Server {
-  return createServer({ config, log, services: [bindService(UserService, {})] });
+export async function createUserServer({ config, log }: UserServerDeps): Promise<UserServer> {
+  const db = await openDatabase({
+    service: "user",
+    url: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    entities: userEntities,
+    migrations: userMigrations,
+    poolMax: config.DB_POOL_MAX,
+    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    log,
+  });
+  const keys = await loadSigningKeys(db);
+  const metrics = createMetrics();
+  const jobs = createJobs({
+    source: "user",
+    db,
+    transport: openTransport(config.REDIS_URL, log),
+    log,
+    registry: metrics.registry,
+  });
+  const mailer = createMailer({
+    smtpUrl: config.SMTP_URL,
+    dir: `${config.DATA_DIR}/mail`,
+    from: config.MAIL_FROM,
+    log,
+  });
+  consumeVerificationMail(jobs, mailer, config.PUBLIC_URL);
+  const pageTokens = createPageTokens(await loadServerSecret(db, "page-tokens"));
+  // The user service verifies tokens with its own keys: it is the one that publishes them.
+  const verifier = createTokenVerifier({
+    keys,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+  });
+  const server = createServer({
+    config,
+    log,
+    metrics,
+    services: [
+      bindService(UserService, {
+        ...createAccountRpcs({ db, jobs, keys, pageTokens, config }),
+        ...createSessionRpcs({ db, keys, config, log }),
+      }),
+    ],
+    interceptors: [createAuthInterceptor({ verifier, log })],
+  });
+  return {
+    server,
+    async listen() {
+      const port = await server.listen();
+      await jobs.start();
+      return port;
+    },
+    async close() {
+      await server.close();
+      await jobs.stop();
+      mailer.close();
+      await db.close();
+    },
+  };
 }

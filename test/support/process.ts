@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -66,6 +67,8 @@ export async function startProcess(
       PORT: "0",
       HOST: "127.0.0.1",
       LOG_FORMAT: "json",
+      // Every process its own embedded database and mail folder: PGlite is single-process.
+      DATA_DIR: mkdtempSync(join(tmpdir(), "protomesh-test-")),
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],

@@ -13,16 +13,16 @@ export interface ServiceUnderTest {
   /** The built entry, relative to dist/. */
   readonly entry: string;
   readonly service: DescService;
-  /** A unary method with an empty-able request that is not implemented yet. */
-  readonly unimplemented: string;
+  /** A unary method with an empty-able request that needs a signed-in caller. */
+  readonly protectedMethod: string;
 }
 
 /** The four protomesh services, each runnable as its own process. */
 export const servicesUnderTest: readonly ServiceUnderTest[] = [
-  { name: "user", service: UserService, unimplemented: "GetMe" },
-  { name: "task", service: TaskService, unimplemented: "ListProjects" },
-  { name: "file", service: FileService, unimplemented: "ListFiles" },
-  { name: "inference", service: InferenceService, unimplemented: "ListModels" },
+  { name: "user", service: UserService, protectedMethod: "GetMe" },
+  { name: "task", service: TaskService, protectedMethod: "ListProjects" },
+  { name: "file", service: FileService, protectedMethod: "ListFiles" },
+  { name: "inference", service: InferenceService, protectedMethod: "ListModels" },
 ].map((s) => ({ ...s, entry: `services/${s.name}/main.js` }));
 
 /** Starts every service process once for the calling test file; returns each one's URL by name. */

@@ -498,28 +498,29 @@ export const GetJwksResponseSchema: GenMessage<GetJwksResponse> = /*@__PURE__*/
  */
 export type Jwk = Message<"protomesh.user.v1.Jwk"> & {
   /**
-   * Key type; "EC".
+   * Key type: "OKP" for Ed25519 keys (RFC 8037), "EC" for P-256 keys.
    *
    * @generated from field: string kty = 1;
    */
   kty: string;
 
   /**
-   * Curve of the EC key; "P-256".
+   * Curve: "Ed25519", or "P-256".
    *
    * @generated from field: string crv = 2;
    */
   crv: string;
 
   /**
-   * X coordinate of the public point, base64url without padding.
+   * The public key (OKP) or its X coordinate (EC), base64url without padding.
    *
    * @generated from field: string x = 3;
    */
   x: string;
 
   /**
-   * Y coordinate of the public point, base64url without padding.
+   * Y coordinate of an EC public point, base64url without padding; empty for
+   * OKP keys.
    *
    * @generated from field: string y = 4;
    */
@@ -533,7 +534,7 @@ export type Jwk = Message<"protomesh.user.v1.Jwk"> & {
   kid: string;
 
   /**
-   * Signature algorithm the key is used with; "ES256".
+   * Signature algorithm the key is used with: "EdDSA", or "ES256".
    *
    * @generated from field: string alg = 6;
    */
@@ -589,7 +590,7 @@ export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_protomesh_user_v1_user, 0);
 
 /**
- * Accounts, sessions and identity. Issues the access tokens (ES256 JWTs) that
+ * Accounts, sessions and identity. Issues the access tokens (EdDSA JWTs) that
  * every other service verifies against the keys published by GetJwks.
  *
  * @generated from service protomesh.user.v1.UserService

@@ -1,0 +1,220 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { LockMode, UniqueConstraintViolationException } from "@mikro-orm/core";
+import { UserRegisteredSchema } from "../../gen/protomesh/user/v1/events_pb.ts";
+import { Role, type UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { requireIdentity } from "../../kit/auth/identity.ts";
+import type { Database } from "../../kit/db/database.ts";
+import type { Jobs } from "../../kit/jobs/jobs.ts";
+import { type PageTokens, pageSizeOf } from "../../kit/page-token.ts";
+import type { UserConfig } from "./config.ts";
+import { userToProto } from "./convert.ts";
+import { User, type UserRow, VerificationToken } from "./entities.ts";
+import type { SigningKeys } from "./keys.ts";
+import { hashPassword } from "./passwords.ts";
+import { newOpaqueToken, tokenHash } from "./tokens.ts";
+import { checkPassword, checkUuid, normalizeDisplayName, normalizeEmail } from "./validation.ts";
+
+/** The stream the user service publishes its events to. */
+export const userEventsStream = "user.events";
+
+/** ListUsers page size: 50 by default, larger requests clamped to 200. */
+const userPages = { size: 50, max: 200 };
+
+/** What the account RPCs need. */
+export interface AccountDeps {
+  readonly db: Database;
+  readonly jobs: Jobs;
+  readonly keys: SigningKeys;
+  readonly pageTokens: PageTokens;
+  readonly config: UserConfig;
+}
+
+type AccountRpcs = Omit<ServiceImpl<typeof UserService>, "login" | "refresh" | "logout">;
+
+const notFound = (id: string) => new ConnectError(`user ${id} not found`, Code.NotFound);
+
+/** Registration, verification, profiles, the admin RPCs and the public keys. */
+export function createAccountRpcs({
+  db,
+  jobs,
+  keys,
+  pageTokens,
+  config,
+}: AccountDeps): AccountRpcs {
+  const adminEmail = config.ADMIN_EMAIL?.toLowerCase();
+
+  async function findUser(id: string): Promise<UserRow> {
+    const user = await db.fork().findOne(User, { id: checkUuid(id) });
+    if (!user) throw notFound(id);
+    return user;
+  }
+
+  return {
+    async register(req, ctx) {
+      const email = normalizeEmail(req.email);
+      checkPassword(req.password);
+      const displayName = normalizeDisplayName(req.displayName);
+      const passwordHash = await hashPassword(req.password);
+      const now = new Date();
+      const token = newOpaqueToken();
+      const expires = new Date(now.getTime() + config.VERIFICATION_TOKEN_TTL_S * 1000);
+      const user: UserRow = {
+        id: randomUUID(),
+        email,
+        passwordHash,
+        displayName,
+        role: email === adminEmail ? "admin" : "member",
+        emailVerified: false,
+        createdAt: now,
+        updatedAt: now,
+      };
+      try {
+        await db.fork().transactional(async (em) => {
+          em.create(User, user);
+          // The token references the account: insert the account first.
+          await em.flush();
+          em.create(VerificationToken, {
+            tokenHash: tokenHash(token),
+            userId: user.id,
+            expiresAt: expires,
+          });
+          const event = create(UserRegisteredSchema, {
+            userId: user.id,
+            email,
+            displayName,
+            verificationToken: token,
+            expireTime: timestampFromDate(expires),
+          });
+          jobs.publish(em, userEventsStream, UserRegisteredSchema, event, traceparentOf(ctx));
+        });
+      } catch (err) {
+        if (err instanceof UniqueConstraintViolationException) {
+          throw new ConnectError(
+            `an account with email ${email} already exists`,
+            Code.AlreadyExists,
+          );
+        }
+        throw err;
+      }
+      return userToProto(user);
+    },
+
+    async verifyEmail(req) {
+      if (req.token === "") throw new ConnectError("token is required", Code.InvalidArgument);
+      const verified = await db.fork().transactional(async (em) => {
+        const record = await em.findOne(
+          VerificationToken,
+          { tokenHash: tokenHash(req.token) },
+          { lockMode: LockMode.PESSIMISTIC_WRITE },
+        );
+        if (!record || record.usedAt || record.expiresAt <= new Date()) return undefined;
+        const user = await em.findOneOrFail(User, { id: record.userId });
+        record.usedAt = new Date();
+        user.emailVerified = true;
+        user.updatedAt = new Date();
+        return user;
+      });
+      if (!verified) {
+        throw new ConnectError(
+          "invalid, used or expired verification token; register again or ask for a new mail",
+          Code.InvalidArgument,
+        );
+      }
+      return userToProto(verified);
+    },
+
+    async getMe(_req, ctx) {
+      return userToProto(await findUser(requireIdentity(ctx).userId));
+    },
+
+    async updateMe(req, ctx) {
+      const paths = req.updateMask?.paths ?? [];
+      for (const path of paths) {
+        if (path !== "display_name") {
+          throw new ConnectError(
+            `${path} cannot be updated here; only display_name can`,
+            Code.InvalidArgument,
+          );
+        }
+      }
+      const wanted = paths.length > 0 || req.user?.displayName !== "";
+      const em = db.fork();
+      const user = await em.findOne(User, { id: requireIdentity(ctx).userId });
+      if (!user) throw notFound(requireIdentity(ctx).userId);
+      if (wanted) {
+        user.displayName = normalizeDisplayName(req.user?.displayName ?? "");
+        user.updatedAt = new Date();
+        await em.flush();
+      }
+      return userToProto(user);
+    },
+
+    async getUser(req, ctx) {
+      const caller = requireIdentity(ctx);
+      const user = await findUser(req.id);
+      // Other members see the profile, not the address.
+      const own = caller.userId === user.id || caller.roles.includes("admin");
+      return userToProto(user, !own);
+    },
+
+    async listUsers(req) {
+      const limit = pageSizeOf(req.pageSize, userPages);
+      const after = req.pageToken ? pageTokens.open("users", req.pageToken) : undefined;
+      const where = after
+        ? {
+            $or: [
+              { createdAt: { $gt: new Date(String(after[0])) } },
+              { createdAt: new Date(String(after[0])), id: { $gt: String(after[1]) } },
+            ],
+          }
+        : {};
+      const rows = await db
+        .fork()
+        .find(User, where, { orderBy: [{ createdAt: "asc" }, { id: "asc" }], limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        users: page.map((u) => userToProto(u)),
+        nextPageToken:
+          rows.length > limit && last
+            ? pageTokens.seal("users", [last.createdAt.toISOString(), last.id])
+            : "",
+      };
+    },
+
+    async setUserRole(req) {
+      if (req.role !== Role.MEMBER && req.role !== Role.ADMIN) {
+        throw new ConnectError("role must be ROLE_MEMBER or ROLE_ADMIN", Code.InvalidArgument);
+      }
+      const em = db.fork();
+      const user = await em.findOne(User, { id: checkUuid(req.id) });
+      if (!user) throw notFound(req.id);
+      user.role = req.role === Role.ADMIN ? "admin" : "member";
+      user.updatedAt = new Date();
+      await em.flush();
+      return userToProto(user);
+    },
+
+    async getJwks() {
+      const jwks = await keys.jwks();
+      return {
+        keys: jwks.map((k) => ({
+          kty: k.kty ?? "",
+          crv: k.crv ?? "",
+          x: k.x ?? "",
+          y: k.y ?? "",
+          kid: k.kid ?? "",
+          alg: k.alg ?? "",
+          use: k.use ?? "",
+        })),
+      };
+    },
+  };
+}
+
+function traceparentOf(ctx: HandlerContext): string | undefined {
+  return ctx.requestHeader.get("traceparent") ?? undefined;
+}

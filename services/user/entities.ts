@@ -1,0 +1,90 @@
+import { defineEntity, type InferEntity, p } from "@mikro-orm/core";
+import { jobEntities } from "../../kit/jobs/outbox.ts";
+
+/** An account. The email is stored trimmed and lower-cased, unique. */
+export const User = defineEntity({
+  name: "User",
+  tableName: "app_user",
+  properties: {
+    id: p.uuid().primary(),
+    email: p.text().unique(),
+    passwordHash: p.text(),
+    displayName: p.text(),
+    role: p.enum(["member", "admin"] as const),
+    emailVerified: p.boolean(),
+    createdAt: p.datetime(),
+    updatedAt: p.datetime(),
+  },
+});
+
+/** An account as loaded from the database. */
+export type UserRow = InferEntity<typeof User>;
+
+/**
+ * A refresh token, stored as the SHA-256 of its value. Tokens of one login form a family;
+ * each use rotates the token, and a rotated-out token presented again revokes the family.
+ */
+export const RefreshToken = defineEntity({
+  name: "RefreshToken",
+  tableName: "refresh_token",
+  properties: {
+    id: p.uuid().primary(),
+    tokenHash: p.text().unique(),
+    familyId: p.uuid().index(),
+    userId: p.uuid(),
+    createdAt: p.datetime(),
+    expiresAt: p.datetime(),
+    rotatedAt: p.datetime().nullable(),
+    revokedAt: p.datetime().nullable(),
+  },
+});
+
+/** A single-use email verification token, stored as the SHA-256 of its value. */
+export const VerificationToken = defineEntity({
+  name: "VerificationToken",
+  tableName: "verification_token",
+  properties: {
+    tokenHash: p.text().primary(),
+    userId: p.uuid(),
+    expiresAt: p.datetime(),
+    usedAt: p.datetime().nullable(),
+  },
+});
+
+/** A key that signs access tokens; the newest signs, older ones stay published until retired. */
+export const SigningKey = defineEntity({
+  name: "SigningKey",
+  tableName: "signing_key",
+  properties: {
+    kid: p.text().primary(),
+    alg: p.text(),
+    privateJwk: p.json<Record<string, unknown>>(),
+    publicJwk: p.json<Record<string, unknown>>(),
+    createdAt: p.datetime(),
+    retiredAt: p.datetime().nullable(),
+  },
+});
+
+/**
+ * Failed logins per email address, whether or not an account has it, so that throttling
+ * does not reveal which addresses exist.
+ */
+export const LoginThrottle = defineEntity({
+  name: "LoginThrottle",
+  tableName: "login_throttle",
+  properties: {
+    email: p.text().primary(),
+    failures: p.integer(),
+    lockedUntil: p.datetime().nullable(),
+  },
+});
+
+/** Every entity of the user service, with the toolkit's outbox. */
+export const userEntities = [
+  ...jobEntities,
+  User,
+  RefreshToken,
+  VerificationToken,
+  SigningKey,
+  LoginThrottle,
+];

@@ -1,0 +1,159 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { LockMode } from "@mikro-orm/core";
+import type { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import type { Database } from "../../kit/db/database.ts";
+import type { Log } from "../../kit/log.ts";
+import type { UserConfig } from "./config.ts";
+import { userToProto } from "./convert.ts";
+import { RefreshToken, User, type UserRow } from "./entities.ts";
+import type { SigningKeys } from "./keys.ts";
+import { decoyHash, verifyPassword } from "./passwords.ts";
+import { newOpaqueToken, rolesOf, signAccessToken, type TokenPolicy, tokenHash } from "./tokens.ts";
+import { normalizeEmail } from "./validation.ts";
+
+/** What the session RPCs need. */
+export interface SessionDeps {
+  readonly db: Database;
+  readonly keys: SigningKeys;
+  readonly config: UserConfig;
+  readonly log: Log;
+}
+
+type SessionRpcs = Pick<ServiceImpl<typeof UserService>, "login" | "refresh" | "logout">;
+
+const wrongCredentials = () => new ConnectError("invalid email or password", Code.Unauthenticated);
+const badRefreshToken = () =>
+  new ConnectError("invalid or expired refresh token", Code.Unauthenticated);
+
+/**
+ * Login, Refresh and Logout. Refresh tokens rotate on every use; presenting a rotated-out one
+ * is taken as theft and revokes its whole family (RFC 9700 §4.14.2).
+ */
+export function createSessionRpcs({ db, keys, config, log }: SessionDeps): SessionRpcs {
+  const policy: TokenPolicy = {
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+    accessTtlSec: config.ACCESS_TOKEN_TTL_S,
+    refreshTtlSec: config.REFRESH_TOKEN_TTL_S,
+  };
+
+  /** Issues an access token and a refresh token in `familyId`, storing the latter's hash. */
+  async function issue(user: UserRow, familyId: string, em = db.fork()) {
+    const refreshToken = newOpaqueToken();
+    const now = new Date();
+    em.create(RefreshToken, {
+      id: randomUUID(),
+      tokenHash: tokenHash(refreshToken),
+      familyId,
+      userId: user.id,
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + policy.refreshTtlSec * 1000),
+    });
+    await em.flush();
+    const accessToken = await signAccessToken(keys, policy, {
+      userId: user.id,
+      email: user.email,
+      roles: rolesOf(user.role),
+    });
+    return { accessToken, refreshToken, expiresIn: policy.accessTtlSec, tokenType: "Bearer" };
+  }
+
+  /** Counts a failed login for an address; locks it once the failures reach the limit. */
+  async function recordFailure(email: string): Promise<void> {
+    const em = db.fork();
+    const [row] = await em.execute<{ failures: number }[]>(
+      `insert into login_throttle (email, failures) values (?, 1)
+       on conflict (email) do update set failures = login_throttle.failures + 1
+       returning failures`,
+      [email],
+    );
+    if ((row?.failures ?? 0) >= config.LOGIN_MAX_FAILURES) {
+      await em.execute("update login_throttle set failures = 0, locked_until = ? where email = ?", [
+        new Date(Date.now() + config.LOGIN_LOCK_S * 1000),
+        email,
+      ]);
+      log.warn({ email }, "login locked after repeated failures");
+    }
+  }
+
+  return {
+    async login(req) {
+      const email = normalizeEmail(req.email);
+      const em = db.fork();
+      const [throttle] = await em.execute<{ locked_until: Date | null }[]>(
+        "select locked_until from login_throttle where email = ?",
+        [email],
+      );
+      const lockedUntil = throttle?.locked_until ? new Date(throttle.locked_until) : undefined;
+      if (lockedUntil && lockedUntil > new Date()) {
+        // Said for any address, registered or not, so it reveals nothing about accounts.
+        const wait = Math.ceil((lockedUntil.getTime() - Date.now()) / 1000);
+        throw new ConnectError(
+          `too many failed logins; try again in ${wait} s`,
+          Code.ResourceExhausted,
+        );
+      }
+      const user = await em.findOne(User, { email });
+      // An unknown address is checked against a decoy hash, so both failures take as long.
+      const matches = await verifyPassword(user?.passwordHash ?? decoyHash, req.password);
+      if (!user || !matches) {
+        await recordFailure(email);
+        throw wrongCredentials();
+      }
+      await em.execute("delete from login_throttle where email = ?", [email]);
+      return { ...(await issue(user, randomUUID())), user: userToProto(user) };
+    },
+
+    async refresh(req) {
+      if (req.refreshToken === "")
+        throw new ConnectError("refresh_token is required", Code.InvalidArgument);
+      const hash = tokenHash(req.refreshToken);
+      const outcome = await db.fork().transactional(async (em) => {
+        const token = await em.findOne(
+          RefreshToken,
+          { tokenHash: hash },
+          { lockMode: LockMode.PESSIMISTIC_WRITE },
+        );
+        if (!token) return { ok: false as const };
+        const now = new Date();
+        if (token.rotatedAt || token.revokedAt) {
+          // Reuse of a spent token: whoever holds the family's live token may be a thief.
+          await em.nativeUpdate(
+            RefreshToken,
+            { familyId: token.familyId, revokedAt: null },
+            { revokedAt: now },
+          );
+          log.warn(
+            { familyId: token.familyId, userId: token.userId },
+            "refresh token reuse; family revoked",
+          );
+          return { ok: false as const };
+        }
+        if (token.expiresAt <= now) return { ok: false as const };
+        const user = await em.findOne(User, { id: token.userId });
+        if (!user) return { ok: false as const };
+        token.rotatedAt = now;
+        return { ok: true as const, tokens: await issue(user, token.familyId, em) };
+      });
+      if (!outcome.ok) throw badRefreshToken();
+      return outcome.tokens;
+    },
+
+    async logout(req) {
+      if (req.refreshToken === "")
+        throw new ConnectError("refresh_token is required", Code.InvalidArgument);
+      const em = db.fork();
+      const token = await em.findOne(RefreshToken, { tokenHash: tokenHash(req.refreshToken) });
+      // Logging out twice, or with an unknown token, is not an error: the session is over.
+      if (token) {
+        await em.nativeUpdate(
+          RefreshToken,
+          { familyId: token.familyId, revokedAt: null },
+          { revokedAt: new Date() },
+        );
+      }
+      return {};
+    },
+  };
+}

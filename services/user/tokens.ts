@@ -1,0 +1,51 @@
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { SignJWT } from "jose";
+import type { SigningKeys } from "./keys.ts";
+
+/** How long the tokens of a session live, and who they are for. */
+export interface TokenPolicy {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly accessTtlSec: number;
+  readonly refreshTtlSec: number;
+}
+
+/** The claims of an access token that say who the caller is. */
+export interface Subject {
+  readonly userId: string;
+  readonly email: string;
+  readonly roles: readonly string[];
+}
+
+/** Signs a short-lived access token (JWT, RFC 9068 shape) with the current key. */
+export async function signAccessToken(
+  keys: SigningKeys,
+  policy: TokenPolicy,
+  subject: Subject,
+): Promise<string> {
+  const { kid, alg, key } = await keys.current();
+  return new SignJWT({ roles: [...subject.roles], email: subject.email })
+    .setProtectedHeader({ alg, kid, typ: "JWT" })
+    .setIssuer(policy.issuer)
+    .setAudience(policy.audience)
+    .setSubject(subject.userId)
+    .setIssuedAt()
+    .setExpirationTime(`${policy.accessTtlSec}s`)
+    .setJti(randomUUID())
+    .sign(key);
+}
+
+/** A new opaque secret for a refresh or verification token: 256 random bits, base64url. */
+export function newOpaqueToken(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/** What is stored of an opaque token: its SHA-256, so a database leak reveals no usable token. */
+export function tokenHash(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+/** The roles a stored role grants, as carried in tokens: an admin is also a member. */
+export function rolesOf(role: "member" | "admin"): string[] {
+  return role === "admin" ? ["member", "admin"] : ["member"];
+}
