@@ -66,7 +66,9 @@ export function createAccountRpcs({
         email,
         passwordHash,
         displayName,
-        role: email === adminEmail ? "admin" : "member",
+        // ADMIN_EMAIL's account becomes admin when it proves it owns the address (VerifyEmail),
+        // not at registration: whoever registered the address first could not otherwise.
+        role: "member",
         emailVerified: false,
         createdAt: now,
         updatedAt: now,
@@ -114,6 +116,7 @@ export function createAccountRpcs({
         const user = await em.findOneOrFail(User, { id: record.userId });
         record.usedAt = new Date();
         user.emailVerified = true;
+        if (user.email === adminEmail) user.role = "admin";
         user.updatedAt = new Date();
         return user;
       });
@@ -140,7 +143,7 @@ export function createAccountRpcs({
           );
         }
       }
-      const wanted = paths.length > 0 || req.user?.displayName !== "";
+      const wanted = paths.length > 0 || (req.user?.displayName ?? "") !== "";
       const em = db.fork();
       const user = await em.findOne(User, { id: requireIdentity(ctx).userId });
       if (!user) throw notFound(requireIdentity(ctx).userId);

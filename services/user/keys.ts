@@ -44,8 +44,12 @@ interface LoadedKey {
 export async function loadSigningKeys(db: Database, reloadMs = 60_000): Promise<SigningKeys> {
   let loaded: LoadedKey[] = [];
   let loadedAt = 0;
-  const refresh = async () => {
-    if (loaded.length > 0 && performance.now() - loadedAt < reloadMs) return loaded;
+  let forcedAt = Number.NEGATIVE_INFINITY;
+  const refresh = async (force = false) => {
+    // An unknown kid forces a re-read, at most once per second, so bogus kids cost little.
+    const forced = force && performance.now() - forcedAt >= 1_000;
+    if (forced) forcedAt = performance.now();
+    if (!forced && loaded.length > 0 && performance.now() - loadedAt < reloadMs) return loaded;
     let rows = await db
       .fork()
       .find(SigningKey, { retiredAt: null }, { orderBy: { createdAt: "desc" } });
@@ -78,7 +82,9 @@ export async function loadSigningKeys(db: Database, reloadMs = 60_000): Promise<
       return (await refresh()).map((k) => k.publicJwk);
     },
     async getKey(kid, alg) {
-      const found = (await refresh()).find((k) => k.kid === kid);
+      let found = (await refresh()).find((k) => k.kid === kid);
+      // Another instance may have rotated and signed with a key this one has not read yet.
+      if (!found) found = (await refresh(true)).find((k) => k.kid === kid);
       return found && found.alg === alg ? found.publicKey : undefined;
     },
   };

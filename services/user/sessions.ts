@@ -59,48 +59,49 @@ export function createSessionRpcs({ db, keys, config, log }: SessionDeps): Sessi
     return { accessToken, refreshToken, expiresIn: policy.accessTtlSec, tokenType: "Bearer" };
   }
 
-  /** Counts a failed login for an address; locks it once the failures reach the limit. */
-  async function recordFailure(email: string): Promise<void> {
+  /**
+   * Counts a login attempt for an address before its password is checked, atomically, so that
+   * concurrent attempts cannot all slip under the limit. Refuses a locked address, and locks
+   * it when the attempts since the last success exceed the limit.
+   */
+  async function admitAttempt(email: string): Promise<void> {
     const em = db.fork();
-    const [row] = await em.execute<{ failures: number }[]>(
+    const [row] = await em.execute<{ failures: number; locked_until: Date | string | null }[]>(
       `insert into login_throttle (email, failures) values (?, 1)
        on conflict (email) do update set failures = login_throttle.failures + 1
-       returning failures`,
+       returning failures, locked_until`,
       [email],
     );
-    if ((row?.failures ?? 0) >= config.LOGIN_MAX_FAILURES) {
+    const now = Date.now();
+    let lockedUntil = row?.locked_until ? new Date(row.locked_until).getTime() : 0;
+    if (lockedUntil <= now && (row?.failures ?? 0) > config.LOGIN_MAX_FAILURES) {
+      lockedUntil = now + config.LOGIN_LOCK_S * 1000;
       await em.execute("update login_throttle set failures = 0, locked_until = ? where email = ?", [
-        new Date(Date.now() + config.LOGIN_LOCK_S * 1000),
+        new Date(lockedUntil),
         email,
       ]);
       log.warn({ email }, "login locked after repeated failures");
+    }
+    if (lockedUntil > now) {
+      // Said for any address, registered or not, so it reveals nothing about accounts.
+      const wait = Math.ceil((lockedUntil - now) / 1000);
+      throw new ConnectError(
+        `too many failed logins; try again in ${wait} s`,
+        Code.ResourceExhausted,
+      );
     }
   }
 
   return {
     async login(req) {
       const email = normalizeEmail(req.email);
+      await admitAttempt(email);
       const em = db.fork();
-      const [throttle] = await em.execute<{ locked_until: Date | null }[]>(
-        "select locked_until from login_throttle where email = ?",
-        [email],
-      );
-      const lockedUntil = throttle?.locked_until ? new Date(throttle.locked_until) : undefined;
-      if (lockedUntil && lockedUntil > new Date()) {
-        // Said for any address, registered or not, so it reveals nothing about accounts.
-        const wait = Math.ceil((lockedUntil.getTime() - Date.now()) / 1000);
-        throw new ConnectError(
-          `too many failed logins; try again in ${wait} s`,
-          Code.ResourceExhausted,
-        );
-      }
       const user = await em.findOne(User, { email });
       // An unknown address is checked against a decoy hash, so both failures take as long.
       const matches = await verifyPassword(user?.passwordHash ?? decoyHash, req.password);
-      if (!user || !matches) {
-        await recordFailure(email);
-        throw wrongCredentials();
-      }
+      // A failure stays counted; a success clears the address's count.
+      if (!user || !matches) throw wrongCredentials();
       await em.execute("delete from login_throttle where email = ?", [email]);
       return { ...(await issue(user, randomUUID())), user: userToProto(user) };
     },

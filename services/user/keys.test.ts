@@ -1,0 +1,105 @@
+// Signing-key rotation on a test database (PGlite in memory, or a fresh PostgreSQL database):
+// the published set is the current key and the one before it, new tokens use the newest,
+// and tokens signed with a retired key stop verifying.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTokenVerifier, InvalidTokenError } from "../../kit/auth/token-verifier.ts";
+import { openTestDatabase, type TestDatabase } from "../../test/support/database.ts";
+import { testLog } from "../../test/support/user-service.ts";
+import { userEntities } from "./entities.ts";
+import { loadSigningKeys, rotateSigningKey, type SigningKeys } from "./keys.ts";
+import { userMigrations } from "./migrations.ts";
+import { signAccessToken, type TokenPolicy } from "./tokens.ts";
+
+const policy: TokenPolicy = {
+  issuer: "protomesh",
+  audience: "protomesh",
+  accessTtlSec: 900,
+  refreshTtlSec: 3600,
+};
+const subject = { userId: crypto.randomUUID(), email: "keys@example.com", roles: ["member"] };
+
+let db: TestDatabase;
+/** Re-reads the table on every call (reloadMs 0), so each rotation shows at once. */
+let keys: SigningKeys;
+
+beforeAll(async () => {
+  db = await openTestDatabase({ entities: userEntities, migrations: userMigrations, log: testLog });
+  keys = await loadSigningKeys(db, 0);
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+const publishedKids = async (source: SigningKeys = keys) => (await source.jwks()).map((k) => k.kid);
+
+/** Why a token does not verify against `source`, or "valid". */
+async function verdict(token: string, source: SigningKeys = keys): Promise<string> {
+  try {
+    await createTokenVerifier({ keys: source }).verify(token);
+    return "valid";
+  } catch (err) {
+    if (err instanceof InvalidTokenError) return err.reason;
+    throw err;
+  }
+}
+
+describe("signing keys", () => {
+  let first = "";
+  let firstToken = "";
+  let second = "";
+
+  it("start with one Ed25519 key, created on first load", async () => {
+    const jwks = await keys.jwks();
+    expect(jwks).toHaveLength(1);
+    expect(jwks[0]).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA", use: "sig" });
+    // Only the public half is published.
+    expect(jwks[0]).not.toHaveProperty("d");
+    first = (await keys.current()).kid;
+    expect(jwks[0]?.kid).toBe(first);
+    firstToken = await signAccessToken(keys, policy, subject);
+    expect(await verdict(firstToken)).toBe("valid");
+  });
+
+  it("after a rotation, publish the new key first and the previous one, and sign with the new", async () => {
+    second = await rotateSigningKey(db);
+    expect(await publishedKids()).toEqual([second, first]);
+    expect((await keys.current()).kid).toBe(second);
+    const token = await signAccessToken(keys, policy, subject);
+    expect(
+      JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString()),
+    ).toMatchObject({ alg: "EdDSA", kid: second });
+    expect(await verdict(token)).toBe("valid");
+    // Tokens signed before the rotation keep verifying until they expire.
+    expect(await verdict(firstToken)).toBe("valid");
+  });
+
+  it("after a second rotation, drop the oldest key: its tokens stop verifying", async () => {
+    const third = await rotateSigningKey(db);
+    expect(await publishedKids()).toEqual([third, second]);
+    expect((await keys.current()).kid).toBe(third);
+    expect(await keys.getKey(first, "EdDSA")).toBeUndefined();
+    expect(await verdict(firstToken)).toBe("unknown_kid");
+  });
+
+  it("keep publishing two keys however often they rotate", async () => {
+    const fourth = await rotateSigningKey(db);
+    const [, previous] = await publishedKids();
+    expect(await publishedKids()).toEqual([fourth, previous]);
+    const fifth = await rotateSigningKey(db);
+    expect(await publishedKids()).toEqual([fifth, fourth]);
+  });
+
+  it("hand out a key only for the algorithm it was published for", async () => {
+    const { kid } = await keys.current();
+    expect(await keys.getKey(kid, "EdDSA")).toBeDefined();
+    expect(await keys.getKey(kid, "ES256")).toBeUndefined();
+    expect(await keys.getKey("no-such-kid", "EdDSA")).toBeUndefined();
+  });
+
+  it("are known to every instance as soon as any instance signs with them", async () => {
+    const stale = await loadSigningKeys(db);
+    await rotateSigningKey(db);
+    const token = await signAccessToken(keys, policy, subject);
+    expect(await verdict(token, stale)).toBe("valid");
+  });
+});

@@ -1,0 +1,253 @@
+// Sessions through the network: Login's failures (indistinguishable, equally slow, throttled),
+// refresh-token rotation with reuse detection, and Logout. LOGIN_MAX_FAILURES=3 and
+// LOGIN_LOCK_S=1 keep the lockout tests short.
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { delay, settle } from "../../test/support/settle.ts";
+import {
+  bearer,
+  expectCode,
+  median,
+  registerAndLogin,
+  startUserService,
+  testPassword,
+  type UserServiceUnderTest,
+  uniqueEmail,
+} from "../../test/support/user-service.ts";
+
+const maxFailures = 3;
+const lockSeconds = 1;
+
+let svc: UserServiceUnderTest;
+
+beforeAll(async () => {
+  svc = await startUserService({
+    LOGIN_MAX_FAILURES: String(maxFailures),
+    LOGIN_LOCK_S: String(lockSeconds),
+  });
+});
+afterAll(async () => {
+  await svc?.close();
+});
+
+const wrongCredentials = /^invalid email or password$/;
+const lockedOut = /^too many failed logins; try again in \d+ s$/;
+const badRefresh = /^invalid or expired refresh token$/;
+
+async function register(email: string): Promise<void> {
+  await svc.connect.register({ email, password: testPassword, displayName: "Session Tester" });
+}
+
+/** The milliseconds a failing login takes. */
+async function timeFailedLogin(email: string, password: string): Promise<number> {
+  const started = performance.now();
+  await expectCode(svc.connect.login({ email, password }), Code.Unauthenticated, wrongCredentials);
+  return performance.now() - started;
+}
+
+describe("a failed login", () => {
+  it("says the same for a wrong password and for an unknown email", async () => {
+    const email = uniqueEmail("same");
+    await register(email);
+    const wrong = await expectCode(
+      svc.connect.login({ email, password: "wrong password" }),
+      Code.Unauthenticated,
+      wrongCredentials,
+    );
+    const unknown = await expectCode(
+      svc.connect.login({ email: uniqueEmail("nobody"), password: testPassword }),
+      Code.Unauthenticated,
+      wrongCredentials,
+    );
+    expect(unknown.rawMessage).toBe(wrong.rawMessage);
+  });
+
+  it("takes as long for an unknown email as for a wrong password (both run argon2)", async () => {
+    // Five accounts, each failed at most twice: none reaches the lockout, which answers early.
+    const emails = Array.from({ length: 5 }, () => uniqueEmail("timing"));
+    await Promise.all(emails.map(register));
+    const [warmUp = "", ...measured] = emails;
+    await timeFailedLogin(warmUp, "wrong password");
+    await timeFailedLogin(uniqueEmail("nobody"), testPassword);
+    const wrongPassword: number[] = [];
+    const unknownEmail: number[] = [];
+    // Interleaved, so a burst of load elsewhere slows both kinds alike.
+    for (let i = 0; i < 8; i++) {
+      wrongPassword.push(await timeFailedLogin(measured[i % measured.length] ?? "", "wrong one"));
+      unknownEmail.push(await timeFailedLogin(uniqueEmail("nobody"), testPassword));
+    }
+    const ratio = median(unknownEmail) / median(wrongPassword);
+    expect(
+      ratio,
+      `medians: unknown ${median(unknownEmail)} ms, wrong ${median(wrongPassword)} ms`,
+    ).toBeGreaterThan(0.5);
+    expect(ratio).toBeLessThan(2);
+  });
+});
+
+describe(`after ${maxFailures} failed logins`, () => {
+  it("an account is ResourceExhausted even with the right password, until LOGIN_LOCK_S passes", async () => {
+    const email = uniqueEmail("locked");
+    await register(email);
+    // Failures below the limit lock nothing, and a success starts the count again.
+    for (let i = 1; i < maxFailures; i++) {
+      await expectCode(
+        svc.connect.login({ email, password: "wrong password" }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+    }
+    await svc.connect.login({ email, password: testPassword });
+    for (let i = 0; i < maxFailures; i++) {
+      await expectCode(
+        svc.connect.login({ email, password: "wrong password" }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+    }
+    await expectCode(
+      svc.connect.login({ email, password: testPassword }),
+      Code.ResourceExhausted,
+      lockedOut,
+    );
+    // The lock is on the address, however it is spelled.
+    await expectCode(
+      svc.connect.login({ email: ` ${email.toUpperCase()}`, password: testPassword }),
+      Code.ResourceExhausted,
+      lockedOut,
+    );
+    // The server set the lock before answering the last failure: this is past its end.
+    await delay(lockSeconds * 1000 + 200);
+    const login = await svc.connect.login({ email, password: testPassword });
+    expect(login.user?.email).toBe(email);
+  });
+
+  it("an unknown address is ResourceExhausted too, so the lockout reveals no account", async () => {
+    const email = uniqueEmail("ghost");
+    for (let i = 0; i < maxFailures; i++) {
+      await expectCode(
+        svc.connect.login({ email, password: testPassword }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+    }
+    await expectCode(
+      svc.connect.login({ email, password: testPassword }),
+      Code.ResourceExhausted,
+      lockedOut,
+    );
+    await delay(lockSeconds * 1000 + 200);
+    await expectCode(
+      svc.connect.login({ email, password: testPassword }),
+      Code.Unauthenticated,
+      wrongCredentials,
+    );
+  });
+});
+
+describe("concurrent failed logins", () => {
+  it(`get no more than ${maxFailures} password checks`, async () => {
+    const email = uniqueEmail("burst");
+    await register(email);
+    const results = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        settle(svc.connect.login({ email, password: "wrong password" })),
+      ),
+    );
+    const checked = results.filter((r) => !r.ok && r.error.code === Code.Unauthenticated);
+    const refused = results.filter((r) => !r.ok && r.error.code === Code.ResourceExhausted);
+    expect({ checked: checked.length, refused: refused.length }).toEqual({
+      checked: maxFailures,
+      refused: 12 - maxFailures,
+    });
+  });
+});
+
+describe("Refresh", () => {
+  it("returns a new refresh token and an access token that works", async () => {
+    const { login } = await registerAndLogin(svc.connect, uniqueEmail("refresh"));
+    const refreshed = await svc.connect.refresh({ refreshToken: login.refreshToken });
+    expect(refreshed).toMatchObject({ tokenType: "Bearer", expiresIn: 900 });
+    expect(refreshed.refreshToken).not.toBe(login.refreshToken);
+    expect(refreshed.accessToken).not.toBe(login.accessToken);
+    const me = await svc.connect.getMe({}, bearer(refreshed.accessToken));
+    expect(me.id).toBe(login.user?.id);
+    // And the new refresh token rotates in turn.
+    const again = await svc.grpc.refresh({ refreshToken: refreshed.refreshToken });
+    expect(again.refreshToken).not.toBe(refreshed.refreshToken);
+  });
+
+  it("refuses a reused refresh token and revokes its whole family, and only that family", async () => {
+    const email = uniqueEmail("reuse");
+    const { login: first } = await registerAndLogin(svc.connect, email);
+    const other = await svc.connect.login({ email, password: testPassword });
+    const rotated = await svc.connect.refresh({ refreshToken: first.refreshToken });
+
+    await expectCode(
+      svc.connect.refresh({ refreshToken: first.refreshToken }),
+      Code.Unauthenticated,
+      badRefresh,
+    );
+    // The reuse may be a thief's or the owner's: the live token of that login dies too.
+    await expectCode(
+      svc.connect.refresh({ refreshToken: rotated.refreshToken }),
+      Code.Unauthenticated,
+      badRefresh,
+    );
+    // Another login of the same account is another family, untouched.
+    const fromOther = await svc.connect.refresh({ refreshToken: other.refreshToken });
+    expect(fromOther.refreshToken).not.toBe("");
+  });
+
+  it("is Unauthenticated for an unknown token and InvalidArgument for none", async () => {
+    await expectCode(
+      svc.connect.refresh({ refreshToken: "A".repeat(43) }),
+      Code.Unauthenticated,
+      badRefresh,
+    );
+    await expectCode(
+      svc.connect.refresh({ refreshToken: "" }),
+      Code.InvalidArgument,
+      /refresh_token is required/,
+    );
+  });
+});
+
+describe("Logout", () => {
+  it("revokes the session: its refresh token stops working; logging out twice is fine", async () => {
+    const { login } = await registerAndLogin(svc.connect, uniqueEmail("logout"));
+    const rotated = await svc.connect.refresh({ refreshToken: login.refreshToken });
+    const empty = await svc.connect.logout({ refreshToken: rotated.refreshToken });
+    expect(empty.$typeName).toBe("google.protobuf.Empty");
+    await expectCode(
+      svc.connect.refresh({ refreshToken: rotated.refreshToken }),
+      Code.Unauthenticated,
+      badRefresh,
+    );
+    await svc.connect.logout({ refreshToken: rotated.refreshToken });
+    await svc.grpc.logout({ refreshToken: rotated.refreshToken });
+    // The contract: access tokens already issued stay valid until they expire.
+    const me = await svc.connect.getMe({}, bearer(rotated.accessToken));
+    expect(me.id).toBe(login.user?.id);
+  });
+
+  it("with an earlier token of the session ends the session's live token too", async () => {
+    const { login } = await registerAndLogin(svc.connect, uniqueEmail("family"));
+    const rotated = await svc.connect.refresh({ refreshToken: login.refreshToken });
+    await svc.connect.logout({ refreshToken: login.refreshToken });
+    await expectCode(
+      svc.connect.refresh({ refreshToken: rotated.refreshToken }),
+      Code.Unauthenticated,
+      badRefresh,
+    );
+  });
+
+  it("succeeds for an unknown token and is InvalidArgument for none", async () => {
+    await svc.connect.logout({ refreshToken: "B".repeat(43) });
+    await expectCode(
+      svc.connect.logout({ refreshToken: "" }),
+      Code.InvalidArgument,
+      /refresh_token is required/,
+    );
+  });
+});
