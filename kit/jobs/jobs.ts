@@ -61,14 +61,22 @@ export function createJobs(options: {
   const metrics = createJobMetrics(options.registry, transport);
   const relay = createOutboxRelay({ db, transport, log, metrics });
   const consumers: Consumer[] = [];
-  // Relay right after a commit instead of at the next poll.
-  db.orm.em.getEventManager().registerSubscriber({ afterTransactionCommit: () => relay.wake() });
+  // Relay right after a commit that published, instead of at the next poll; other commits (a
+  // consumer's own transactions, most of all) must not cost a relay round each.
+  const published = new WeakSet<EntityManager>();
+  db.orm.em.getEventManager().registerSubscriber({
+    afterTransactionCommit: ({ em }) => {
+      if (published.has(em)) relay.wake();
+    },
+  });
   return {
     transport,
     relay,
     metrics,
-    publish: (em, stream, schema, message, traceparent) =>
-      publishEvent(em, { stream, schema, message, source: options.source, traceparent }),
+    publish(em, stream, schema, message, traceparent) {
+      published.add(em);
+      return publishEvent(em, { stream, schema, message, source: options.source, traceparent });
+    },
     consume(consumerOptions) {
       consumers.push(createConsumer({ ...consumerOptions, transport, db, log, metrics }));
     },
