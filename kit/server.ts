@@ -1,8 +1,3 @@
-import { once } from "node:events";
-import http from "node:http";
-import http2 from "node:http2";
-import net from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -12,12 +7,13 @@ import type { ServerConfig } from "./config.ts";
 import { applyDeadline, type DeadlinePolicy } from "./deadline.ts";
 import { createErrorInterceptor } from "./error-interceptor.ts";
 import { createHealth, type HealthState } from "./health.ts";
+import { createInFlight } from "./in-flight.ts";
+import { createDualListener, type DualHandler } from "./listener.ts";
 import type { Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { type NodeRequest, type NodeResponse, pathOf } from "./node-http.ts";
 import { createObserveInterceptor } from "./observe-interceptor.ts";
 import { registerReflection } from "./reflection.ts";
-
 import { respondUnknownRoute } from "./unknown-route.ts";
 
 /** A service descriptor with its implementation; methods left out answer Unimplemented. */
@@ -61,10 +57,6 @@ export interface Server {
   close(): Promise<void>;
 }
 
-// RFC 9113 §3.4: a prior-knowledge HTTP/2 connection opens with this preface; no HTTP/1.1
-// request line starts with "PRI", so three bytes tell the two protocols apart.
-const h2PrefacePrefix = Buffer.from("PRI");
-
 // Health and reflection keep answering while the server drains, so that load balancers see
 // NOT_SERVING and long-lived Watch streams do not hold the shutdown back.
 // How long cancelled calls get to send their final status when the grace period is over.
@@ -88,8 +80,7 @@ export function createServer(options: ServerOptions): Server {
   const health = createHealth(options.services.map((b) => b.service.typeName));
   const shutdown = new AbortController();
   let draining = false;
-  let inFlight = 0;
-  let drained: (() => void) | undefined;
+  const inFlight = createInFlight();
 
   const baseInterceptors = [createObserveInterceptor(log, metrics), createErrorInterceptor(log)];
   const serviceInterceptors = [...baseInterceptors, ...(options.interceptors ?? [])];
@@ -130,88 +121,40 @@ export function createServer(options: ServerOptions): Server {
     respondUnknownRoute(req, res);
   }
 
-  const handle = (
-    req: http.IncomingMessage | http2.Http2ServerRequest,
-    res: http.ServerResponse | http2.Http2ServerResponse,
-  ) => {
+  const handle: DualHandler = (req, res) => {
     const path = pathOf(req);
     applyDeadline(req.headers, path, deadline);
-    if (!alwaysOpen(path)) {
-      inFlight++;
-      res.once("close", () => {
-        inFlight--;
-        if (inFlight === 0) drained?.();
-      });
-    }
+    if (!alwaysOpen(path)) inFlight.track(res);
     connectHandler(req, res);
   };
 
-  const untilDrained = (timeoutMs: number) =>
-    inFlight === 0
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => {
-          drained = resolve;
-          setTimeout(resolve, timeoutMs).unref();
-        });
-
-  const h1 = http.createServer(handle);
-  // Slowloris guard: a client gets this long to send its request headers.
-  h1.headersTimeout = 30_000;
-  h1.requestTimeout = 0;
-  const h2 = http2.createServer({ maxSessionMemory: 32 }, handle);
-  const sessions = new Set<http2.Http2Session>();
-  h2.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-  });
-  const sockets = new Set<net.Socket>();
-  const tcp = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    routeConnection(socket, h1, h2);
-  });
+  const listener = createDualListener(handle);
 
   return {
     health,
     metrics,
-    listen() {
-      return new Promise((resolve, reject) => {
-        tcp.once("error", reject);
-        tcp.listen(config.PORT, config.HOST, () => {
-          tcp.off("error", reject);
-          health.setServing(true);
-          const address = tcp.address() as net.AddressInfo;
-          log.info({ address: `${config.HOST}:${address.port}` }, "listening");
-          resolve(address.port);
-        });
-      });
+    async listen() {
+      const port = await listener.listen(config.PORT, config.HOST);
+      health.setServing(true);
+      log.info({ address: `${config.HOST}:${port}` }, "listening");
+      return port;
     },
     async close() {
       if (draining) return;
       draining = true;
       health.setServing(false);
-      log.info({ inFlight }, "draining");
+      log.info({ inFlight: inFlight.count }, "draining");
       // The listener stays open while calls drain, so health checks keep answering NOT_SERVING
       // and new calls on any connection get Unavailable (see requestGate) instead of a reset.
-      h1.closeIdleConnections();
-      await untilDrained(config.SHUTDOWN_GRACE_MS);
-      tcp.close();
-      // Tell HTTP/2 clients to open no new streams (GOAWAY).
-      for (const session of sessions) session.close();
-      const abandoned = inFlight;
+      listener.closeIdle();
+      await inFlight.settled(config.SHUTDOWN_GRACE_MS);
+      listener.stopAccepting();
+      const abandoned = inFlight.count;
       // Calls still running past the grace period are cancelled; give them a moment to send
       // their Unavailable status before the connections go.
       shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
-      await untilDrained(abandonGraceMs);
-      // A response can be finished before its last frames have left: let each HTTP/2 session
-      // close by itself after GOAWAY (it does once its streams are done), within a bound.
-      await Promise.race([
-        Promise.all([...sessions].map((session) => once(session, "close"))),
-        sleep(abandonGraceMs),
-      ]);
-      for (const session of sessions) session.destroy();
-      h1.closeAllConnections();
-      for (const socket of sockets) socket.destroy();
+      await inFlight.settled(abandonGraceMs);
+      await listener.closeAll(abandonGraceMs);
       log.info({ abandoned }, "stopped");
     },
   };
@@ -225,26 +168,4 @@ function send(
 ): void {
   res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
   res.end(body);
-}
-
-/** Hands a new connection to the HTTP/2 or the HTTP/1.1 server, by its first bytes. */
-function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
-  let head: Buffer = Buffer.alloc(0);
-  const onData = (chunk: Buffer) => {
-    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-    const n = Math.min(head.length, h2PrefacePrefix.length);
-    const mayBeH2 = head.subarray(0, n).equals(h2PrefacePrefix.subarray(0, n));
-    if (mayBeH2 && head.length < h2PrefacePrefix.length) return;
-    socket.off("data", onData);
-    socket.pause();
-    socket.unshift(head);
-    if (mayBeH2) {
-      // The HTTP/2 session takes over the socket's handle and first drains what is buffered.
-      h2.emit("connection", socket);
-    } else {
-      h1.emit("connection", socket);
-      socket.resume();
-    }
-  };
-  socket.on("data", onData);
 }

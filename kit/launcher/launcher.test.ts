@@ -31,6 +31,7 @@ async function meshEnv(): Promise<Record<string, string>> {
     TASK_PORT: String(await freePort()),
     FILE_PORT: String(await freePort()),
     INFERENCE_PORT: String(await freePort()),
+    GATEWAY_PORT: String(await freePort()),
     LOG_FORMAT: "json",
     DATA_DIR: mkdtempSync(join(tmpdir(), "protomesh-mesh-")),
   };
@@ -62,7 +63,7 @@ async function waitFor(predicate: () => boolean, timeoutMs: number): Promise<voi
 }
 
 describe("npm start launcher", () => {
-  it("starts all four services, prefixes their logs and stops them on SIGINT", {
+  it("starts the four services and the gateway, prefixes their logs and stops them on SIGINT", {
     timeout: 90_000,
   }, async () => {
     const env = await meshEnv();
@@ -73,6 +74,7 @@ describe("npm start launcher", () => {
       ["task", "TASK_PORT"],
       ["file", "FILE_PORT"],
       ["inference", "INFERENCE_PORT"],
+      ["gateway", "GATEWAY_PORT"],
     ] as const) {
       const res = await fetch(`http://127.0.0.1:${env[variable]}/readyz`);
       expect(res.status, name).toBe(200);

@@ -9,6 +9,7 @@ const schema = z.object({
   TASK_PORT: portSchema.default(50052),
   FILE_PORT: portSchema.default(50053),
   INFERENCE_PORT: portSchema.default(50054),
+  GATEWAY_PORT: portSchema.default(8080),
   MESH_START_TIMEOUT_MS: millisSchema.default(60_000),
   MESH_STOP_TIMEOUT_MS: millisSchema.default(15_000),
 });
@@ -31,7 +32,13 @@ const childEnv: Record<string, string> =
     : {};
 
 // The static registry of the mesh: every process learns where the others are from here.
-const registry = { USER_SERVICE_URL: `http://${config.HOST}:${config.USER_PORT}` };
+const urlOf = (port: number) => `http://${config.HOST}:${port}`;
+const registry = {
+  USER_SERVICE_URL: urlOf(config.USER_PORT),
+  TASK_SERVICE_URL: urlOf(config.TASK_PORT),
+  FILE_SERVICE_URL: urlOf(config.FILE_PORT),
+  INFERENCE_SERVICE_URL: urlOf(config.INFERENCE_PORT),
+};
 const env = { ...childEnv, ...registry };
 const specs: ProcessSpec[] = [
   { name: "user", entry: entry("services/user/main.js"), port: config.USER_PORT, env },
@@ -43,6 +50,7 @@ const specs: ProcessSpec[] = [
     port: config.INFERENCE_PORT,
     env,
   },
+  { name: "gateway", entry: entry("gateway/main.js"), port: config.GATEWAY_PORT, env },
 ];
 
 const mesh = launchMesh(specs, {
@@ -63,8 +71,10 @@ process.on("SIGTERM", () => void stop(0));
 
 try {
   await mesh.ready;
-  const lines = specs.map((s) => `  ${s.name.padEnd(10)} http://${config.HOST}:${s.port}`);
-  process.stdout.write(`mesh | ready:\n${lines.join("\n")}\n`);
+  const lines = specs.map((s) => `  ${s.name.padEnd(10)} ${urlOf(s.port)}`);
+  process.stdout.write(
+    `mesh | ready:\n${lines.join("\n")}\nmesh | gateway (REST, Connect, gRPC, reflection): ${urlOf(config.GATEWAY_PORT)}\n`,
+  );
 } catch (err) {
   process.stderr.write(`mesh | ${(err as Error).message}\nmesh | stopping the mesh\n`);
   await stop(1);

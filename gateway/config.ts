@@ -1,0 +1,22 @@
+import { z } from "zod";
+import { authConfigShape } from "../kit/auth/remote-verifier.ts";
+import { serverConfigSchema } from "../kit/config.ts";
+
+/**
+ * The gateway's configuration: the shared server settings (port 8080), token verification,
+ * where each upstream service answers, and how large a REST request body may be.
+ */
+export const gatewayConfigSchema = serverConfigSchema(8080).extend({
+  ...authConfigShape,
+  TASK_SERVICE_URL: z.url().default("http://127.0.0.1:50052"),
+  FILE_SERVICE_URL: z.url().default("http://127.0.0.1:50053"),
+  INFERENCE_SERVICE_URL: z.url().default("http://127.0.0.1:50054"),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024),
+});
+
+/** The validated, frozen gateway configuration. */
+export type GatewayConfig = Readonly<z.infer<typeof gatewayConfigSchema>>;

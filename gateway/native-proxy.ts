@@ -1,0 +1,132 @@
+import http2 from "node:http2";
+import { Code } from "@connectrpc/connect";
+import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
+import type { Log } from "../kit/log.ts";
+import type { GatewayRequest, GatewayResponse } from "./transcoder.ts";
+import type { Upstream } from "./upstream.ts";
+
+/** Forwards one native Connect, gRPC or gRPC-Web request to its upstream. */
+export interface NativeProxy {
+  /** The upstream of a request for `/<package.Service>/<Method>` in an RPC protocol, if any. */
+  upstreamOf(req: GatewayRequest, path: string): Upstream | undefined;
+  /** Streams the request to the upstream and its response (with trailers) back. */
+  forward(req: GatewayRequest, res: GatewayResponse, upstream: Upstream): void;
+}
+
+/** What the native proxy needs: the upstream of each routed service and a log. */
+export interface NativeProxyOptions {
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly log: Log;
+}
+
+// RFC 9110 §7.6.1 and RFC 9113 §8.2.2: connection-specific headers never cross a hop.
+const hopByHop = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "http2-settings",
+  "te",
+]);
+
+const rpcContentType = /^application\/(grpc|grpc-web|connect\+|proto|json)/i;
+
+/**
+ * Creates the pass-through for generated clients: the gateway does not decode their messages,
+ * it relays bytes on the upstream's pooled HTTP/2 session, with backpressure both ways.
+ */
+export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
+  const { upstreams, log } = options;
+
+  function upstreamOf(req: GatewayRequest, path: string): Upstream | undefined {
+    const match = /^\/([A-Za-z_][\w.]*)\/[A-Za-z_]\w*$/.exec(path);
+    if (match === null) return undefined;
+    const upstream = upstreams.get(match[1] as string);
+    if (upstream === undefined) return undefined;
+    const type = req.headers["content-type"] ?? "";
+    if (rpcContentType.test(type)) return upstream;
+    // Connect's GET form of side-effect-free unary calls carries no content type.
+    if (req.method === "GET" && (req.url ?? "").includes("connect=v1")) return upstream;
+    return undefined;
+  }
+
+  function forward(req: GatewayRequest, res: GatewayResponse, upstream: Upstream): void {
+    const type = req.headers["content-type"] ?? "";
+    const isGrpc = /^application\/grpc(?!-web)/i.test(type);
+    if (isGrpc && req.httpVersionMajor !== 2) {
+      res.writeHead(505, { "content-type": "text/plain; charset=utf-8" });
+      res.end("gRPC needs HTTP/2; use gRPC-Web or Connect over HTTP/1.1\n");
+      return;
+    }
+    const headers: http2.OutgoingHttpHeaders = {
+      ":method": req.method ?? "POST",
+      ":path": req.url ?? "/",
+    };
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined || name.startsWith(":") || hopByHop.has(name)) continue;
+      headers[name] = value;
+    }
+    // gRPC servers may insist on it (gRPC over HTTP/2 spec, "Requests").
+    if (isGrpc) headers.te = "trailers";
+
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = upstream.session().request(headers);
+    } catch (err) {
+      log.warn({ upstream: upstream.baseUrl, err }, "upstream session unavailable");
+      respondUnavailable(res, type);
+      return;
+    }
+    // The client went away: cancel the upstream call rather than let it run to its deadline.
+    res.once("close", () => {
+      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    req.pipe(stream);
+    stream.on("response", (upstreamHeaders) => {
+      const status = Number(upstreamHeaders[":status"]);
+      const out: Record<string, string | string[]> = {};
+      for (const [name, value] of Object.entries(upstreamHeaders)) {
+        if (value === undefined || name.startsWith(":") || hopByHop.has(name)) continue;
+        out[name] = Array.isArray(value) ? value : String(value);
+      }
+      res.writeHead(status, out);
+      stream.pipe(res);
+    });
+    stream.on("trailers", (trailers) => {
+      // Only HTTP/2 responses carry trailers here: gRPC-Web and Connect put theirs in the body.
+      if (req.httpVersionMajor !== 2) return;
+      const out: Record<string, string> = {};
+      for (const [name, value] of Object.entries(trailers)) {
+        if (value !== undefined && !name.startsWith(":")) out[name] = String(value);
+      }
+      res.addTrailers(out);
+    });
+    stream.on("error", (err) => {
+      log.warn({ upstream: upstream.baseUrl, err }, "upstream stream failed");
+      if (res.headersSent) res.destroy();
+      else respondUnavailable(res, type);
+    });
+  }
+
+  return { upstreamOf, forward };
+}
+
+/** Tells the client in its own protocol that the upstream could not be reached. */
+function respondUnavailable(res: GatewayResponse, contentType: string): void {
+  if (res.headersSent) return;
+  const message = "upstream service is unavailable";
+  if (/^application\/grpc/i.test(contentType)) {
+    // A trailers-only response: the status travels in the headers (gRPC and gRPC-Web alike).
+    res.writeHead(200, {
+      "content-type": contentType.split(";")[0] ?? contentType,
+      "grpc-status": String(Code.Unavailable),
+      "grpc-message": message,
+    });
+    res.end();
+    return;
+  }
+  res.writeHead(codeToHttpStatus(Code.Unavailable), { "content-type": "application/json" });
+  res.end(JSON.stringify({ code: codeToString(Code.Unavailable), message }));
+}

@@ -1,0 +1,208 @@
+import { randomUUID } from "node:crypto";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Counter, Histogram } from "prom-client";
+import { Health } from "../gen/grpc/health/v1/health_pb.ts";
+import { FileService } from "../gen/protomesh/file/v1/file_pb.ts";
+import { InferenceService } from "../gen/protomesh/inference/v1/inference_pb.ts";
+import { TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
+import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
+import { createAuthenticator } from "../kit/auth/auth-interceptor.ts";
+import { createRemoteVerifier } from "../kit/auth/remote-verifier.ts";
+import { methodTimeouts } from "../kit/call-policy.ts";
+import { applyDeadline, type DeadlinePolicy } from "../kit/deadline.ts";
+import { createHealth } from "../kit/health.ts";
+import { createInFlight } from "../kit/in-flight.ts";
+import { createDualListener, type DualHandler } from "../kit/listener.ts";
+import type { Log } from "../kit/log.ts";
+import { createMetrics } from "../kit/metrics.ts";
+import { pathOf } from "../kit/node-http.ts";
+import { registerReflection } from "../kit/reflection.ts";
+import type { Runnable } from "../kit/run-process.ts";
+import type { GatewayConfig } from "./config.ts";
+import { sendError } from "./http-error.ts";
+import { createNativeProxy } from "./native-proxy.ts";
+import { createRouteTable } from "./route-table.ts";
+import { createTranscoder, type GatewayResponse } from "./transcoder.ts";
+import { createUpstream, type Upstream } from "./upstream.ts";
+
+/** What the gateway is built from. */
+export interface GatewayServerOptions {
+  readonly config: GatewayConfig;
+  readonly log: Log;
+}
+
+// How long in-flight requests get once the grace period is over, to finish sending.
+const abandonGraceMs = 500;
+
+/**
+ * Creates the gateway: REST routes of every annotated RPC, native Connect/gRPC/gRPC-Web
+ * pass-through, reflection of all routed services, its own health, /healthz, /readyz and
+ * /metrics, all on one port.
+ */
+export function createGatewayServer(options: GatewayServerOptions): Runnable {
+  const { config, log } = options;
+  const targets: readonly [DescService, string][] = [
+    [UserService, config.USER_SERVICE_URL],
+    [TaskService, config.TASK_SERVICE_URL],
+    [FileService, config.FILE_SERVICE_URL],
+    [InferenceService, config.INFERENCE_SERVICE_URL],
+  ];
+  const services = targets.map(([service]) => service);
+  // One pooled session per address, even when several services share one.
+  const byUrl = new Map<string, Upstream>();
+  const upstreams = new Map<string, Upstream>();
+  for (const [service, url] of targets) {
+    let upstream = byUrl.get(url);
+    if (upstream === undefined) {
+      upstream = createUpstream(url, { maxResponseBytes: config.MAX_MESSAGE_BYTES, log });
+      byUrl.set(url, upstream);
+    }
+    upstreams.set(service.typeName, upstream);
+  }
+
+  const deadline: DeadlinePolicy = {
+    defaultMs: config.DEFAULT_DEADLINE_MS,
+    maxMs: config.MAX_DEADLINE_MS,
+    methodDefaults: methodTimeouts(services),
+  };
+  const metrics = createMetrics();
+  const requests = new Counter({
+    name: "gateway_http_requests_total",
+    help: "HTTP requests the gateway answered, by kind (rest, native, ops) and status.",
+    labelNames: ["kind", "status"],
+    registers: [metrics.registry],
+  });
+  const latency = new Histogram({
+    name: "gateway_http_request_duration_seconds",
+    help: "Time from request to the end of the response, by kind.",
+    labelNames: ["kind"],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [metrics.registry],
+  });
+  const health = createHealth([]);
+  const transcode = createTranscoder({
+    routes: createRouteTable(services),
+    upstreams,
+    authenticate: createAuthenticator({ verifier: createRemoteVerifier(config, log), log }),
+    deadlineOf: (path) =>
+      Math.min(deadline.methodDefaults?.get(path) ?? deadline.defaultMs, deadline.maxMs),
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    log,
+  });
+  const proxy = createNativeProxy({ upstreams, log });
+  // Reflection describes every routed service, so buf curl and grpcurl work at the gateway.
+  const local = connectNodeAdapter({
+    routes(router) {
+      health.register(router);
+      registerReflection(router, [...services, Health]);
+    },
+    maxTimeoutMs: config.MAX_DEADLINE_MS,
+  });
+
+  let draining = false;
+  const inFlight = createInFlight();
+
+  const serveOps = async (path: string, res: GatewayResponse): Promise<boolean> => {
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      res.end("ok\n");
+    } else if (path === "/readyz") {
+      res.writeHead(health.serving ? 200 : 503, { "content-type": "text/plain; charset=utf-8" });
+      res.end(health.serving ? "ready\n" : "not ready\n");
+    } else if (path === "/metrics") {
+      const body = await metrics.registry.metrics();
+      res.writeHead(200, { "content-type": metrics.registry.contentType });
+      res.end(body);
+    } else {
+      return false;
+    }
+    return true;
+  };
+
+  const route = async (
+    req: Parameters<DualHandler>[0],
+    res: Parameters<DualHandler>[1],
+    path: string,
+  ): Promise<string> => {
+    if (req.method === "GET" && (await serveOps(path, res))) return "ops";
+    if (path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.")) {
+      local(req, res);
+      return "local";
+    }
+    if (draining) {
+      sendError(res, new ConnectError("gateway is shutting down", Code.Unavailable));
+      return "draining";
+    }
+    const upstream = proxy.upstreamOf(req, path);
+    if (upstream !== undefined) {
+      applyDeadline(req.headers, path, deadline);
+      proxy.forward(req, res, upstream);
+      return "native";
+    }
+    await transcode(req, res);
+    return "rest";
+  };
+
+  const handle: DualHandler = (req, res) => {
+    const started = performance.now();
+    const path = pathOf(req);
+    const given = req.headers["x-request-id"];
+    const requestId = typeof given === "string" && given !== "" ? given : randomUUID();
+    req.headers["x-request-id"] = requestId;
+    res.setHeader("x-request-id", requestId);
+    inFlight.track(res);
+    let kind = "rest";
+    res.once("close", () => {
+      const durationMs = performance.now() - started;
+      requests.inc({ kind, status: String(res.statusCode) });
+      latency.observe({ kind }, durationMs / 1000);
+      log.info(
+        {
+          method: req.method,
+          path,
+          status: res.statusCode,
+          durationMs: Math.round(durationMs * 100) / 100,
+          requestId,
+          kind,
+        },
+        "request",
+      );
+    });
+    route(req, res, path).then(
+      (k) => {
+        kind = k;
+      },
+      (err: unknown) => {
+        log.error({ err, path }, "request failed");
+        if (!res.headersSent) sendError(res, new ConnectError("internal error", Code.Internal));
+        else res.destroy();
+      },
+    );
+  };
+
+  const listener = createDualListener(handle);
+
+  return {
+    async listen() {
+      const port = await listener.listen(config.PORT, config.HOST);
+      health.setServing(true);
+      log.info({ address: `${config.HOST}:${port}` }, "listening");
+      return port;
+    },
+    async close() {
+      if (draining) return;
+      draining = true;
+      health.setServing(false);
+      log.info({ inFlight: inFlight.count }, "draining");
+      listener.closeIdle();
+      await inFlight.settled(config.SHUTDOWN_GRACE_MS);
+      listener.stopAccepting();
+      const abandoned = inFlight.count;
+      await listener.closeAll(abandonGraceMs);
+      for (const upstream of byUrl.values()) upstream.close();
+      log.info({ abandoned }, "stopped");
+    },
+  };
+}

@@ -1,0 +1,194 @@
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Authenticate } from "../kit/auth/auth-interceptor.ts";
+import { methodPath } from "../kit/call-policy.ts";
+import type { Log } from "../kit/log.ts";
+import { sendError } from "./http-error.ts";
+import { bindRequest } from "./request-binding.ts";
+import { bindResponse } from "./response-binding.ts";
+import type { RouteTable } from "./route-table.ts";
+import type { Upstream } from "./upstream.ts";
+
+/** A request and response of either HTTP version (node's compat API). */
+export type GatewayRequest = IncomingMessage | Http2ServerRequest;
+/**
+ * The part of an HTTP/1.1 or HTTP/2 (compat API) response the gateway writes; both versions'
+ * response classes fit it, so one code path serves both.
+ */
+export interface GatewayResponse extends NodeJS.WritableStream {
+  readonly headersSent: boolean;
+  readonly statusCode: number;
+  writeHead(status: number, headers: Record<string, string | string[]>): unknown;
+  setHeader(name: string, value: string): unknown;
+  addTrailers(trailers: Record<string, string>): void;
+  destroy(): unknown;
+}
+
+/** What the REST transcoder needs. */
+export interface TranscoderOptions {
+  readonly routes: RouteTable;
+  /** The upstream of each routed service, by its full name ("protomesh.user.v1.UserService"). */
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly authenticate: Authenticate;
+  /** The deadline of a call, by request path ("/pkg.Service/Method"). */
+  readonly deadlineOf: (path: string) => number;
+  readonly maxBodyBytes: number;
+  readonly log: Log;
+}
+
+/** Serves one JSON/HTTP request; never rejects (every failure becomes a JSON error response). */
+export type Transcoder = (req: GatewayRequest, res: GatewayResponse) => Promise<void>;
+
+// Request headers that travel to the upstream service with the call.
+const forwardedHeaders = ["authorization", "traceparent", "tracestate", "x-request-id"] as const;
+
+/**
+ * Creates the REST side of the gateway: matches a request to its `google.api.http` route,
+ * binds it to the request message, refuses unauthenticated calls at the edge, calls the
+ * upstream in binary Connect and answers with the response message in the JSON mapping.
+ */
+export function createTranscoder(options: TranscoderOptions): Transcoder {
+  const { routes, upstreams, authenticate, deadlineOf, maxBodyBytes, log } = options;
+
+  return async (req, res) => {
+    try {
+      const url = new URL(req.url ?? "/", "http://gateway");
+      const match = routes.match(req.method ?? "GET", url.pathname);
+      if (match.kind === "not-found") {
+        throw new ConnectError(`no route for ${req.method} ${url.pathname}`, Code.NotFound);
+      }
+      if (match.kind === "method-not-allowed") {
+        const err = new ConnectError(
+          `${req.method} is not allowed on ${url.pathname}; use ${match.allow.join(", ")}`,
+          Code.Unimplemented,
+        );
+        sendError(res, err, { status: 405, headers: { allow: match.allow.join(", ") } });
+        return;
+      }
+      const { route, bindings } = match;
+      const method = route.method;
+      if (method.methodKind !== "unary") {
+        sendError(
+          res,
+          new ConnectError("streaming over REST is not available yet", Code.Unimplemented),
+        );
+        return;
+      }
+      const upstream = upstreams.get(method.parent.typeName);
+      if (upstream === undefined) throw new Error(`no upstream for ${method.parent.typeName}`);
+
+      const bytes = await readBody(req, maxBodyBytes);
+      if (bytes === "too-large") {
+        sendError(res, tooLarge(maxBodyBytes), {
+          status: 413,
+          // The rest of the body is not read: the connection cannot carry another request.
+          headers: req.httpVersionMajor === 1 ? { connection: "close" } : {},
+        });
+        return;
+      }
+      let body: unknown;
+      if (bytes.length > 0) {
+        const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+        if (type !== "application/json") {
+          const err = new ConnectError(
+            `the request body must be JSON: send content-type application/json (got ${type || "none"})`,
+            Code.InvalidArgument,
+          );
+          sendError(res, err, { status: 415 });
+          return;
+        }
+        try {
+          body = JSON.parse(bytes.toString("utf8"));
+        } catch (err) {
+          throw new ConnectError(
+            `malformed JSON body: ${(err as Error).message}`,
+            Code.InvalidArgument,
+          );
+        }
+      }
+      const message = bindRequest(route, bindings, url.searchParams, body);
+
+      const headers: Record<string, string> = {};
+      for (const name of forwardedHeaders) {
+        const value = req.headers[name];
+        if (typeof value === "string") headers[name] = value;
+      }
+      // Refused here, the call costs the upstream nothing; it checks the token again anyway.
+      await authenticate(method, new Headers(headers));
+
+      const path = methodPath(method);
+      const abort = new AbortController();
+      res.once("close", () => abort.abort());
+      const result = await upstream.unary(path, toBinary(method.input, message), {
+        headers,
+        timeoutMs: deadlineOf(path),
+        signal: abort.signal,
+      });
+      const output = fromBinary(method.output, result.message);
+      const json = JSON.stringify(bindResponse(route, output));
+      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(json);
+    } catch (err) {
+      const error = ConnectError.from(err);
+      if (!(err instanceof ConnectError)) log.error({ err }, "transcoding failed");
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const challenge = error.metadata.get("www-authenticate");
+      sendError(
+        res,
+        error,
+        challenge === null ? {} : { headers: { "www-authenticate": challenge } },
+      );
+    }
+  };
+}
+
+function tooLarge(max: number): ConnectError {
+  return new ConnectError(`the request body is larger than ${max} bytes`, Code.ResourceExhausted);
+}
+
+/**
+ * Reads a request body up to `max` bytes. Beyond that it stops reading and answers
+ * "too-large" instead of buffering the rest; a declared Content-Length says so before any read.
+ */
+function readBody(req: GatewayRequest, max: number): Promise<Buffer | "too-large"> {
+  const declared = Number(req.headers["content-length"] ?? Number.NaN);
+  if (declared > max) return Promise.resolve("too-large");
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= max) {
+        chunks.push(chunk);
+        return;
+      }
+      // Paused, not destroyed: the socket must stay up to carry the 413 response.
+      done();
+      req.pause();
+      resolve("too-large");
+    };
+    const onEnd = () => {
+      done();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(
+        new ConnectError("the request body could not be read", Code.Canceled, undefined, [], err),
+      );
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+  });
+}

@@ -1,0 +1,291 @@
+// The gateway between real processes: REST/JSON transcoding to the user and task services,
+// native Connect and gRPC pass-through, its own health and reflection of all four services.
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from "../gen/grpc/health/v1/health_pb.ts";
+import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
+import { killAllProcesses, runBuf, type StartedProcess, startProcess } from "./support/process.ts";
+
+let user: StartedProcess;
+let task: StartedProcess;
+let gateway: StartedProcess;
+// Small, so that the oversized-body case needs no megabytes.
+const maxBodyBytes = 4096;
+
+beforeAll(async () => {
+  user = await startProcess("services/user/main.js");
+  task = await startProcess("services/task/main.js", { env: { USER_SERVICE_URL: user.url } });
+  gateway = await startProcess("gateway/main.js", {
+    env: {
+      USER_SERVICE_URL: user.url,
+      TASK_SERVICE_URL: task.url,
+      MAX_BODY_BYTES: String(maxBodyBytes),
+    },
+  });
+});
+afterAll(killAllProcesses);
+
+const json = (body: unknown) => ({
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify(body),
+});
+
+async function register(email: string): Promise<Response> {
+  return fetch(`${gateway.url}/v1/auth/register`, {
+    method: "POST",
+    ...json({ email, password: "correct-horse-1", displayName: "Ada" }),
+  });
+}
+
+async function tokenFor(email: string): Promise<string> {
+  expect((await register(email)).status).toBe(200);
+  const res = await fetch(`${gateway.url}/v1/auth/login`, {
+    method: "POST",
+    ...json({ email, password: "correct-horse-1" }),
+  });
+  expect(res.status).toBe(200);
+  const { accessToken } = (await res.json()) as { accessToken: string };
+  return accessToken;
+}
+
+const traceparent = () =>
+  `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+
+describe("REST through the gateway", () => {
+  it("registers, logs in and reads the caller's own account", async () => {
+    const token = await tokenFor("ada@example.com");
+    const res = await fetch(`${gateway.url}/v1/users/me`, {
+      headers: { authorization: `Bearer ${token}`, "x-request-id": "req-42" },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(res.headers.get("x-request-id")).toBe("req-42");
+    expect(await res.json()).toMatchObject({ email: "ada@example.com", displayName: "Ada" });
+  });
+
+  it("gives every response a request id when the client sent none", async () => {
+    const res = await fetch(`${gateway.url}/.well-known/jwks.json`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-request-id")).toMatch(/^[\da-f-]{36}$/);
+    expect(((await res.json()) as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+  });
+
+  it("updates the display name with PATCH and no update_mask", async () => {
+    const token = await tokenFor("patch@example.com");
+    const res = await fetch(`${gateway.url}/v1/users/me`, {
+      method: "PATCH",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ displayName: "Countess" }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ displayName: "Countess" });
+    const me = await fetch(`${gateway.url}/v1/users/me`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(await me.json()).toMatchObject({ displayName: "Countess" });
+  });
+
+  it("answers an unknown route with 404 and google.rpc code 5", async () => {
+    const res = await fetch(`${gateway.url}/v1/nothing/here`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ code: 5, details: [] });
+  });
+
+  it("answers a wrong method with 405 and an Allow header", async () => {
+    const res = await fetch(`${gateway.url}/v1/users/me`, { method: "PUT" });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("GET, PATCH");
+    expect(((await res.json()) as { code: number }).code).toBe(Code.Unimplemented);
+  });
+
+  it("refuses malformed JSON (400), a non-JSON body (415) and an oversized body (413)", async () => {
+    const url = `${gateway.url}/v1/auth/login`;
+    const malformed = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"email": ',
+    });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ code: Code.InvalidArgument });
+
+    const text = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: "email=ada",
+    });
+    expect(text.status).toBe(415);
+
+    const big = await fetch(url, {
+      method: "POST",
+      ...json({ email: "x".repeat(maxBodyBytes * 2), password: "p" }),
+    });
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { code: number }).code).toBe(Code.ResourceExhausted);
+  });
+
+  it("refuses a bad field in the JSON body with 400 naming it", async () => {
+    const res = await fetch(`${gateway.url}/v1/auth/login`, {
+      method: "POST",
+      ...json({ email: "a@example.com", passwrd: "x" }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toContain("passwrd");
+  });
+
+  it("refuses a call without a token at the edge: 401, WWW-Authenticate, no upstream call", async () => {
+    const refusedTrace = traceparent();
+    const res = await fetch(`${gateway.url}/v1/users/me`, {
+      headers: { traceparent: refusedTrace },
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe("Bearer");
+    expect(await res.json()).toMatchObject({ code: Code.Unauthenticated });
+
+    // A later call that does reach the user service, to know its log has caught up.
+    const token = await tokenFor("edge@example.com");
+    const servedTrace = traceparent();
+    const served = await fetch(`${gateway.url}/v1/users/me`, {
+      headers: { authorization: `Bearer ${token}`, traceparent: servedTrace },
+    });
+    expect(served.status).toBe(200);
+    const traceOf = (tp: string) => tp.split("-")[1];
+    const getMeCalls = () =>
+      user.logs.filter(
+        (l) => l.msg === "call" && l.method === "protomesh.user.v1.UserService/GetMe",
+      );
+    for (let i = 0; i < 100 && !getMeCalls().some((l) => l.traceId === traceOf(servedTrace)); i++) {
+      await sleep(20);
+    }
+    expect(getMeCalls().some((l) => l.traceId === traceOf(servedTrace))).toBe(true);
+    expect(getMeCalls().some((l) => l.traceId === traceOf(refusedTrace))).toBe(false);
+  });
+
+  it("answers a streaming route with 501 for now", async () => {
+    const res = await fetch(`${gateway.url}/v1/conversations/c1:ask`, {
+      method: "POST",
+      ...json({ question: "why?" }),
+    });
+    expect(res.status).toBe(501);
+    expect(await res.json()).toMatchObject({
+      code: Code.Unimplemented,
+      message: "streaming over REST is not available yet",
+    });
+  });
+
+  it("refuses an oversized chunked body (no Content-Length) with 413", async () => {
+    const chunk = new TextEncoder().encode(" ".repeat(1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        // Stops after the limit and a margin: the gateway must answer without reading it all.
+        if (sent++ < 8) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const res = await fetch(`${gateway.url}/v1/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(413);
+  });
+
+  it("maps AlreadyExists to 409 with code 6", async () => {
+    expect((await register("twice@example.com")).status).toBe(200);
+    const again = await register("twice@example.com");
+    expect(again.status).toBe(409);
+    expect(await again.json()).toMatchObject({ code: Code.AlreadyExists });
+  });
+
+  it("maps an upstream Unimplemented to 501 with code 12", async () => {
+    const token = await tokenFor("tasks@example.com");
+    const res = await fetch(`${gateway.url}/v1/projects`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(501);
+    expect(await res.json()).toMatchObject({ code: Code.Unimplemented });
+  });
+});
+
+describe("native clients through the gateway", () => {
+  it.each(["1.1", "2"] as const)(
+    "a Connect client over HTTP/%s calls GetJwks and Login",
+    async (httpVersion) => {
+      const users = createClient(
+        UserService,
+        createConnectTransport({ baseUrl: gateway.url, httpVersion }),
+      );
+      const jwks = await users.getJwks({});
+      expect(jwks.keys.length).toBeGreaterThan(0);
+      const email = `connect-${httpVersion}@example.com`;
+      await users.register({ email, password: "correct-horse-1", displayName: "C" });
+      const login = await users.login({ email, password: "correct-horse-1" });
+      expect(login.accessToken).not.toBe("");
+      const refused = await users
+        .login({ email, password: "wrong-password" })
+        .catch(ConnectError.from);
+      expect(refused).toBeInstanceOf(ConnectError);
+    },
+  );
+
+  it("a gRPC client checks the gateway's own health and calls GetJwks", async () => {
+    const transport = createGrpcTransport({ baseUrl: gateway.url });
+    const health = await createClient(Health, transport).check({ service: "" });
+    expect(health.status).toBe(ServingStatus.SERVING);
+    const jwks = await createClient(UserService, transport).getJwks({});
+    expect(jwks.keys.length).toBeGreaterThan(0);
+  });
+
+  it("a gRPC-Web client over HTTP/1.1 calls GetJwks and gets Unauthenticated from GetMe", async () => {
+    const users = createClient(
+      UserService,
+      createGrpcWebTransport({ baseUrl: gateway.url, httpVersion: "1.1" }),
+    );
+    expect((await users.getJwks({})).keys.length).toBeGreaterThan(0);
+    const refused = await users.getMe({}).catch(ConnectError.from);
+    expect(refused).toMatchObject({ code: Code.Unauthenticated });
+  });
+
+  it.each([
+    ["Connect over HTTP/1.1", []],
+    ["gRPC over h2c", ["--protocol", "grpc", "--http2-prior-knowledge"]],
+  ])("buf curl (%s) lists the four services through reflection", async (_, flags) => {
+    const { stdout, stderr, code } = await runBuf([
+      "curl",
+      ...flags,
+      "--list-services",
+      gateway.url,
+    ]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout.trim().split("\n")).toEqual(
+      expect.arrayContaining([
+        "protomesh.user.v1.UserService",
+        "protomesh.task.v1.TaskService",
+        "protomesh.file.v1.FileService",
+        "protomesh.inference.v1.InferenceService",
+      ]),
+    );
+  });
+});
+
+describe("the gateway process", () => {
+  it("logs one line per request and serves /readyz and /metrics", async () => {
+    expect((await fetch(`${gateway.url}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    expect(metrics).toContain("gateway_http_requests_total");
+    const line = gateway.logs.find((l) => l.msg === "request" && l.path === "/readyz");
+    expect(line).toMatchObject({ method: "GET", status: 200 });
+  });
+});
