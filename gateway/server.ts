@@ -14,12 +14,13 @@ import { methodTimeouts } from "../kit/call-policy.ts";
 import { applyDeadline, type DeadlinePolicy } from "../kit/deadline.ts";
 import { createHealth } from "../kit/health.ts";
 import { createInFlight } from "../kit/in-flight.ts";
-import { createDualListener, type DualHandler } from "../kit/listener.ts";
+import type { DualHandler } from "../kit/listener.ts";
 import type { Log } from "../kit/log.ts";
 import { createMetrics } from "../kit/metrics.ts";
 import { pathOf } from "../kit/node-http.ts";
 import { registerReflection } from "../kit/reflection.ts";
 import type { Runnable } from "../kit/run-process.ts";
+import { createServing } from "../kit/serving.ts";
 import type { GatewayConfig } from "./config.ts";
 import { sendError } from "./http-error.ts";
 import { createNativeProxy } from "./native-proxy.ts";
@@ -32,9 +33,6 @@ export interface GatewayServerOptions {
   readonly config: GatewayConfig;
   readonly log: Log;
 }
-
-// How long in-flight requests get once the grace period is over, to finish sending.
-const abandonGraceMs = 500;
 
 /**
  * Creates the gateway: REST routes of every annotated RPC, native Connect/gRPC/gRPC-Web
@@ -101,7 +99,6 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     maxTimeoutMs: config.MAX_DEADLINE_MS,
   });
 
-  let draining = false;
   const inFlight = createInFlight();
 
   const serveOps = async (path: string, res: GatewayResponse): Promise<boolean> => {
@@ -131,7 +128,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
       local(req, res);
       return "local";
     }
-    if (draining) {
+    if (serving.draining) {
       sendError(res, new ConnectError("gateway is shutting down", Code.Unavailable));
       return "draining";
     }
@@ -182,27 +179,19 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     );
   };
 
-  const listener = createDualListener(handle);
+  const serving = createServing({
+    config,
+    log,
+    health,
+    inFlight,
+    handle,
+    release: () => {
+      for (const upstream of byUrl.values()) upstream.close();
+    },
+  });
 
   return {
-    async listen() {
-      const port = await listener.listen(config.PORT, config.HOST);
-      health.setServing(true);
-      log.info({ address: `${config.HOST}:${port}` }, "listening");
-      return port;
-    },
-    async close() {
-      if (draining) return;
-      draining = true;
-      health.setServing(false);
-      log.info({ inFlight: inFlight.count }, "draining");
-      listener.closeIdle();
-      await inFlight.settled(config.SHUTDOWN_GRACE_MS);
-      listener.stopAccepting();
-      const abandoned = inFlight.count;
-      await listener.closeAll(abandonGraceMs);
-      for (const upstream of byUrl.values()) upstream.close();
-      log.info({ abandoned }, "stopped");
-    },
+    listen: () => serving.listen(),
+    close: () => serving.close(),
   };
 }

@@ -83,7 +83,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       if (bytes === "too-large") {
         sendError(res, tooLarge(maxBodyBytes), {
           status: 413,
-          // The rest of the body is not read: the connection cannot carry another request.
+          // The rest of the body may be unread: the connection cannot carry another request.
           headers: req.httpVersionMajor === 1 ? { connection: "close" } : {},
         });
         return;
@@ -152,12 +152,15 @@ function tooLarge(max: number): ConnectError {
 }
 
 /**
- * Reads a request body up to `max` bytes. Beyond that it stops reading and answers
- * "too-large" instead of buffering the rest; a declared Content-Length says so before any read.
+ * Reads a request body up to `max` bytes. Beyond that it answers "too-large" without buffering
+ * the rest; a declared Content-Length says so before any read.
  */
 function readBody(req: GatewayRequest, max: number): Promise<Buffer | "too-large"> {
   const declared = Number(req.headers["content-length"] ?? Number.NaN);
   if (declared > max) return Promise.resolve("too-large");
+  // A client still sending when the connection closes may never read the 413 (it sees a reset):
+  // the excess is read and dropped, up to this much, before answering.
+  const lingerBytes = Math.max(1024 * 1024, 8 * max);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -172,6 +175,8 @@ function readBody(req: GatewayRequest, max: number): Promise<Buffer | "too-large
         chunks.push(chunk);
         return;
       }
+      chunks.length = 0;
+      if (size <= max + lingerBytes) return;
       // Paused, not destroyed: the socket must stay up to carry the 413 response.
       done();
       req.pause();
@@ -179,7 +184,8 @@ function readBody(req: GatewayRequest, max: number): Promise<Buffer | "too-large
     };
     const onEnd = () => {
       done();
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (size > max) resolve("too-large");
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
     const onError = (err: Error) => {
       done();

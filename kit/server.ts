@@ -8,12 +8,13 @@ import { applyDeadline, type DeadlinePolicy } from "./deadline.ts";
 import { createErrorInterceptor } from "./error-interceptor.ts";
 import { createHealth, type HealthState } from "./health.ts";
 import { createInFlight } from "./in-flight.ts";
-import { createDualListener, type DualHandler } from "./listener.ts";
+import type { DualHandler } from "./listener.ts";
 import type { Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { type NodeRequest, type NodeResponse, pathOf } from "./node-http.ts";
 import { createObserveInterceptor } from "./observe-interceptor.ts";
 import { registerReflection } from "./reflection.ts";
+import { createServing } from "./serving.ts";
 import { respondUnknownRoute } from "./unknown-route.ts";
 
 /** A service descriptor with its implementation; methods left out answer Unimplemented. */
@@ -59,9 +60,6 @@ export interface Server {
 
 // Health and reflection keep answering while the server drains, so that load balancers see
 // NOT_SERVING and long-lived Watch streams do not hold the shutdown back.
-// How long cancelled calls get to send their final status when the grace period is over.
-const abandonGraceMs = 500;
-
 const alwaysOpen = (path: string) =>
   path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.");
 
@@ -79,7 +77,6 @@ export function createServer(options: ServerOptions): Server {
   const metrics = options.metrics ?? createMetrics();
   const health = createHealth(options.services.map((b) => b.service.typeName));
   const shutdown = new AbortController();
-  let draining = false;
   const inFlight = createInFlight();
 
   const baseInterceptors = [createObserveInterceptor(log, metrics), createErrorInterceptor(log)];
@@ -99,7 +96,7 @@ export function createServer(options: ServerOptions): Server {
     maxTimeoutMs: config.MAX_DEADLINE_MS,
     shutdownSignal: shutdown.signal,
     requestGate(ctx) {
-      if (draining && ctx.service.typeName !== Health.typeName) {
+      if (serving.draining && ctx.service.typeName !== Health.typeName) {
         throw new ConnectError("server is shutting down", Code.Unavailable);
       }
     },
@@ -128,35 +125,22 @@ export function createServer(options: ServerOptions): Server {
     connectHandler(req, res);
   };
 
-  const listener = createDualListener(handle);
+  const serving = createServing({
+    config,
+    log,
+    health,
+    inFlight,
+    handle,
+    // Calls still running past the grace period are cancelled: their handlers see the signal
+    // and answer Unavailable before the connections go.
+    abandon: () => shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable)),
+  });
 
   return {
     health,
     metrics,
-    async listen() {
-      const port = await listener.listen(config.PORT, config.HOST);
-      health.setServing(true);
-      log.info({ address: `${config.HOST}:${port}` }, "listening");
-      return port;
-    },
-    async close() {
-      if (draining) return;
-      draining = true;
-      health.setServing(false);
-      log.info({ inFlight: inFlight.count }, "draining");
-      // The listener stays open while calls drain, so health checks keep answering NOT_SERVING
-      // and new calls on any connection get Unavailable (see requestGate) instead of a reset.
-      listener.closeIdle();
-      await inFlight.settled(config.SHUTDOWN_GRACE_MS);
-      listener.stopAccepting();
-      const abandoned = inFlight.count;
-      // Calls still running past the grace period are cancelled; give them a moment to send
-      // their Unavailable status before the connections go.
-      shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
-      await inFlight.settled(abandonGraceMs);
-      await listener.closeAll(abandonGraceMs);
-      log.info({ abandoned }, "stopped");
-    },
+    listen: () => serving.listen(),
+    close: () => serving.close(),
   };
 }
 

@@ -1,0 +1,67 @@
+import type { ServerConfig } from "./config.ts";
+import type { HealthState } from "./health.ts";
+import type { InFlight } from "./in-flight.ts";
+import { createDualListener, type DualHandler } from "./listener.ts";
+import type { Log } from "./log.ts";
+
+/** How long requests still running after the grace period get to send their final status. */
+const abandonGraceMs = 500;
+
+/** The listening and draining of one server process. */
+export interface Serving {
+  /** True from the moment close() is called. */
+  readonly draining: boolean;
+  /** Starts listening and reports SERVING; resolves with the bound port. */
+  listen(): Promise<number>;
+  /**
+   * Drains: NOT_SERVING at once, while the listener stays open so that health checks keep
+   * answering it; in-flight requests get the grace period; then every connection closes.
+   */
+  close(): Promise<void>;
+}
+
+/** What a server process serves and what it does when it stops. */
+export interface ServingOptions {
+  readonly config: ServerConfig;
+  readonly log: Log;
+  readonly health: HealthState;
+  readonly inFlight: InFlight;
+  readonly handle: DualHandler;
+  /** Cancels what still runs once the grace period is over, so it can answer before closing. */
+  readonly abandon?: () => void;
+  /** Releases what the server holds (upstream connections, …) once it is closed. */
+  readonly release?: () => void;
+}
+
+/** Creates the lifecycle shared by the services and the gateway: one port, graceful drain. */
+export function createServing(options: ServingOptions): Serving {
+  const { config, log, health, inFlight } = options;
+  const listener = createDualListener(options.handle);
+  let draining = false;
+  return {
+    get draining() {
+      return draining;
+    },
+    async listen() {
+      const port = await listener.listen(config.PORT, config.HOST);
+      health.setServing(true);
+      log.info({ address: `${config.HOST}:${port}` }, "listening");
+      return port;
+    },
+    async close() {
+      if (draining) return;
+      draining = true;
+      health.setServing(false);
+      log.info({ inFlight: inFlight.count }, "draining");
+      listener.closeIdle();
+      await inFlight.settled(config.SHUTDOWN_GRACE_MS);
+      listener.stopAccepting();
+      const abandoned = inFlight.count;
+      options.abandon?.();
+      await inFlight.settled(abandonGraceMs);
+      await listener.closeAll(abandonGraceMs);
+      options.release?.();
+      log.info({ abandoned }, "stopped");
+    },
+  };
+}
