@@ -1,10 +1,12 @@
 import { z } from "zod";
 import { authConfigShape } from "../kit/auth/remote-verifier.ts";
-import { serverConfigSchema } from "../kit/config.ts";
+import { flagSchema, serverConfigSchema } from "../kit/config.ts";
+import { corsOriginsSchema } from "./cors.ts";
 
 /**
  * The gateway's configuration: the shared server settings (port 8080), token verification,
- * where each upstream service answers, and how large a REST request body may be.
+ * where each upstream service answers, how large a REST request body may be, and which browser
+ * origins may call it (CORS).
  */
 export const gatewayConfigSchema = serverConfigSchema(8080).extend({
   ...authConfigShape,
@@ -16,6 +18,9 @@ export const gatewayConfigSchema = serverConfigSchema(8080).extend({
     .int()
     .positive()
     .default(1024 * 1024),
+  // Empty: browsers get no cross-origin access at all.
+  CORS_ORIGINS: corsOriginsSchema,
+  CORS_ALLOW_CREDENTIALS: flagSchema.default(false),
 });
 
 /** The validated, frozen gateway configuration. */

@@ -33,6 +33,11 @@ const hopByHop = new Set([
 
 const rpcContentType = /^application\/(grpc|grpc-web|connect\+|proto|json)/i;
 
+/** The service of a native RPC path ("/package.Service/Method"), or undefined for other paths. */
+export function rpcServiceOf(path: string): string | undefined {
+  return /^\/([A-Za-z_][\w.]*)\/[A-Za-z_]\w*$/.exec(path)?.[1];
+}
+
 /**
  * Creates the pass-through for generated clients: the gateway does not decode their messages,
  * it relays bytes on the upstream's pooled HTTP/2 session, with backpressure both ways.
@@ -41,9 +46,9 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
   const { upstreams, log } = options;
 
   function upstreamOf(req: GatewayRequest, path: string): Upstream | undefined {
-    const match = /^\/([A-Za-z_][\w.]*)\/[A-Za-z_]\w*$/.exec(path);
-    if (match === null) return undefined;
-    const upstream = upstreams.get(match[1] as string);
+    const service = rpcServiceOf(path);
+    if (service === undefined) return undefined;
+    const upstream = upstreams.get(service);
     if (upstream === undefined) return undefined;
     const type = req.headers["content-type"] ?? "";
     if (rpcContentType.test(type)) return upstream;

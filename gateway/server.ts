@@ -22,8 +22,9 @@ import { registerReflection } from "../kit/reflection.ts";
 import type { Runnable } from "../kit/run-process.ts";
 import { createServing } from "../kit/serving.ts";
 import type { GatewayConfig } from "./config.ts";
+import { applyCors, createCorsPolicy, routeMethodsOf } from "./cors.ts";
 import { sendError } from "./http-error.ts";
-import { createNativeProxy } from "./native-proxy.ts";
+import { createNativeProxy, rpcServiceOf } from "./native-proxy.ts";
 import { createRouteTable } from "./route-table.ts";
 import { createTranscoder, type GatewayResponse } from "./transcoder.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
@@ -80,8 +81,9 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     registers: [metrics.registry],
   });
   const health = createHealth([]);
+  const routes = createRouteTable(services);
   const transcode = createTranscoder({
-    routes: createRouteTable(services),
+    routes,
     upstreams,
     authenticate: createAuthenticator({ verifier: createRemoteVerifier(config, log), log }),
     deadlineOf: (path) =>
@@ -100,6 +102,20 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   });
 
   const inFlight = createInFlight();
+
+  const cors = createCorsPolicy(config);
+  // A native RPC path ("/pkg.Service/Method" of a service the gateway serves) takes POST from
+  // browsers (Connect and gRPC-Web); a REST path takes what its routes declare.
+  const methodsOf = (path: string, requested: string): string[] => {
+    const service = rpcServiceOf(path);
+    const isRpc =
+      service !== undefined &&
+      (upstreams.has(service) ||
+        service === Health.typeName ||
+        service.startsWith("grpc.reflection."));
+    const methods = routeMethodsOf(routes, path, requested);
+    return isRpc && !methods.includes("POST") ? [...methods, "POST"].sort() : methods;
+  };
 
   const serveOps = async (path: string, res: GatewayResponse): Promise<boolean> => {
     if (path === "/healthz") {
@@ -123,6 +139,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     res: Parameters<DualHandler>[1],
     path: string,
   ): Promise<string> => {
+    // Before everything else: a preflight is answered here and never reaches an upstream.
+    if (applyCors(cors, req, res, methodsOf, path)) return "cors";
     if (req.method === "GET" && (await serveOps(path, res))) return "ops";
     if (path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.")) {
       local(req, res);

@@ -21,6 +21,8 @@ let task: StartedProcess;
 let gateway: StartedProcess;
 // Small, so that the oversized-body case needs no megabytes.
 const maxBodyBytes = 4096;
+// The one origin the gateway lets browsers call it from.
+const appOrigin = "https://app.example.com";
 
 beforeAll(async () => {
   user = await startProcess("services/user/main.js");
@@ -30,6 +32,8 @@ beforeAll(async () => {
       USER_SERVICE_URL: user.url,
       TASK_SERVICE_URL: task.url,
       MAX_BODY_BYTES: String(maxBodyBytes),
+      CORS_ORIGINS: `${appOrigin},http://localhost:5173`,
+      CORS_ALLOW_CREDENTIALS: "true",
     },
   });
 });
@@ -277,6 +281,55 @@ describe("native clients through the gateway", () => {
         "protomesh.inference.v1.InferenceService",
       ]),
     );
+  });
+});
+
+describe("CORS at the gateway", () => {
+  const preflight = (path: string, origin: string) =>
+    fetch(`${gateway.url}${path}`, {
+      method: "OPTIONS",
+      headers: {
+        origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-evil",
+      },
+    });
+
+  it("answers a preflight from an allowed origin with 204 and its CORS headers", async () => {
+    const res = await preflight("/v1/auth/login", appOrigin);
+    expect(res.status).toBe(204);
+    expect(Object.fromEntries(res.headers)).toMatchObject({
+      "access-control-allow-origin": appOrigin,
+      "access-control-allow-credentials": "true",
+      "access-control-allow-methods": "POST",
+      "access-control-allow-headers": "content-type",
+      "access-control-max-age": "600",
+      vary: "Origin",
+    });
+    const native = await preflight("/protomesh.user.v1.UserService/Login", appOrigin);
+    expect(native.status).toBe(204);
+    expect(native.headers.get("access-control-allow-methods")).toBe("POST");
+  });
+
+  it("refuses a preflight from another origin: 403, code 7, no Allow-Origin", async () => {
+    const res = await preflight("/v1/auth/login", "https://evil.example");
+    expect(res.status).toBe(403);
+    expect(res.headers.get("access-control-allow-origin")).toBeNull();
+    expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+    expect(res.headers.get("vary")).toBe("Origin");
+    expect(await res.json()).toMatchObject({ code: Code.PermissionDenied });
+  });
+
+  it("lets an allowed origin read a REST response and its request id", async () => {
+    const res = await fetch(`${gateway.url}/.well-known/jwks.json`, {
+      headers: { origin: appOrigin },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe(appOrigin);
+    expect(res.headers.get("access-control-expose-headers")).toContain("x-request-id");
+    const plain = await fetch(`${gateway.url}/.well-known/jwks.json`);
+    expect(plain.headers.get("access-control-allow-origin")).toBeNull();
+    expect(plain.headers.get("vary")).toBeNull();
   });
 });
 
