@@ -32,6 +32,24 @@ export function loadConfig<S extends z.ZodObject>(
   return Object.freeze(result.data);
 }
 
+/**
+ * loadConfig for a command's entry point: on a bad value it prints the problems (and `hint`,
+ * such as a usage text) prefixed with the command's name, and exits with code 2.
+ */
+export function loadConfigOrExit<S extends z.ZodObject>(
+  name: string,
+  schema: S,
+  hint?: string,
+): Readonly<z.infer<S>> {
+  try {
+    return loadConfig(schema);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${name}: ${err.message}\n${hint ? `\n${hint}\n` : ""}`);
+    process.exit(2);
+  }
+}
+
 /** A TCP port number from an environment variable; 0 asks the OS for a free one. */
 export const portSchema = z.coerce.number().int().min(0).max(65535);
 

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { ConfigError, loadConfig, type ServerConfig } from "./config.ts";
+import { loadConfigOrExit, type ServerConfig } from "./config.ts";
 import { createLogger, type Log } from "./log.ts";
 
 /** Something a process runs until it is told to stop. */
@@ -20,14 +20,7 @@ export async function runProcess<S extends z.ZodObject>(
   schema: S,
   build: (config: Readonly<z.infer<S>>, log: Log) => Promise<Runnable> | Runnable,
 ): Promise<void> {
-  let config: Readonly<z.infer<S> & ServerConfig>;
-  try {
-    config = loadConfig(schema) as Readonly<z.infer<S> & ServerConfig>;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${name}: ${err.message}\n`);
-    process.exit(2);
-  }
+  const config = loadConfigOrExit(name, schema) as Readonly<z.infer<S> & ServerConfig>;
   const log = createLogger({ name, level: config.LOG_LEVEL, format: config.LOG_FORMAT });
   let server: Runnable;
   try {

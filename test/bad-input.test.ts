@@ -76,6 +76,22 @@ describe("a service process given bad input", () => {
     await expectStillServing();
   });
 
+  it("counts a refused call on /metrics: errors by code and the latency histogram", async () => {
+    const call = () =>
+      fetch(`${server.url}/protomesh.user.v1.UserService/GetMe`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+    expect((await call()).status).toBe(401);
+    expect((await call()).status).toBe(401);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const labels = 'service="protomesh.user.v1.UserService",method="GetMe"';
+    expect(metrics).toContain(`rpc_server_calls_total{${labels},code="unauthenticated"} 2`);
+    expect(metrics).toContain(`rpc_server_errors_total{${labels},code="unauthenticated"} 2`);
+    expect(metrics).toContain(`rpc_server_duration_seconds_count{${labels}} 2`);
+  });
+
   it("answers a gRPC frame shorter than its declared length with a non-OK status", async () => {
     const res = await rawGrpcPost(server.url, checkPath, grpcFrame(Buffer.from("abc"), 100));
     expect(res.httpStatus).toBe(200);

@@ -7,7 +7,6 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
-import { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UserRegisteredSchema } from "../gen/protomesh/user/v1/events_pb.ts";
@@ -16,12 +15,13 @@ import { createJobs, type Jobs } from "../kit/jobs/jobs.ts";
 import { OutboxEvent } from "../kit/jobs/outbox.ts";
 import { createRedisTransport } from "../kit/jobs/redis-transport.ts";
 import { createLogger } from "../kit/log.ts";
-import { createEmptyDatabase, dropDatabase } from "./support/database.ts";
+import { createEmptyDatabase, dropDatabase, testDatabaseUrl } from "./support/database.ts";
 import { effectMigrations } from "./support/job-schema.ts";
-import { type LogLine, nodeBinary, repoRoot } from "./support/process.ts";
+import { type LogLine, nodeBinary, readLogLines, repoRoot } from "./support/process.ts";
+import { deleteRedisKeys, testRedisUrl } from "./support/redis.ts";
 
-const databaseUrl = process.env.TEST_DATABASE_URL || undefined;
-const redisUrl = process.env.TEST_REDIS_URL || undefined;
+const databaseUrl = testDatabaseUrl;
+const redisUrl = testRedisUrl;
 const fixture = join(repoRoot, "dist", "test", "fixtures", "job-consumer.js");
 const group = "effects";
 
@@ -63,23 +63,10 @@ async function startConsumer(name: string, env: Record<string, string>): Promise
   });
   const logs: LogLine[] = [];
   const listeners = new Set<(line: LogLine) => void>();
-  let rest = "";
   let stderr = "";
-  child.stdout?.setEncoding("utf8");
-  child.stdout?.on("data", (chunk: string) => {
-    const lines = (rest + chunk).split("\n");
-    rest = lines.pop() ?? "";
-    for (const text of lines) {
-      if (text.trim() === "") continue;
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { msg: text, unparsed: true };
-      }
-      logs.push(line);
-      for (const listener of listeners) listener(line);
-    }
+  readLogLines(child, (line) => {
+    logs.push(line);
+    for (const listener of listeners) listener(line);
   });
   child.stderr?.setEncoding("utf8");
   child.stderr?.on("data", (chunk: string) => {
@@ -168,7 +155,6 @@ describe.skipIf(!databaseUrl || !redisUrl)(
     let url = "";
     let db: Database | undefined;
     let jobs: Jobs | undefined;
-    let admin: Redis | undefined;
 
     /** The environment of a consumer of `stream`. */
     const consumerEnv = (stream: string, extra: Record<string, string> = {}) => ({
@@ -227,7 +213,6 @@ describe.skipIf(!databaseUrl || !redisUrl)(
       jobs = createJobs({ source: "user", db, transport, log, registry: new Registry() });
       // The producer's relay, woken by each commit; it has no consumers of its own.
       await jobs.start();
-      admin = new Redis(redisUrl ?? "");
     });
 
     afterEach(async () => {
@@ -239,15 +224,7 @@ describe.skipIf(!databaseUrl || !redisUrl)(
       await jobs?.stop();
       await db?.close();
       if (url) await dropDatabase(url);
-      if (admin) {
-        let cursor = "0";
-        do {
-          const [next, keys] = await admin.scan(cursor, "MATCH", `${keyPrefix}*`, "COUNT", 1000);
-          cursor = next;
-          if (keys.length > 0) await admin.del(...keys);
-        } while (cursor !== "0");
-        await admin.quit();
-      }
+      if (redisUrl) await deleteRedisKeys(redisUrl, keyPrefix);
     });
 
     it("a consumer killed with SIGKILL in the middle of a handler: another takes the entry over and the effect happens exactly once", async () => {

@@ -24,6 +24,26 @@ export const databaseConfigShape = {
   DB_STATEMENT_TIMEOUT_MS: millisSchema.default(15_000),
 };
 
+/** The database settings of a process, as databaseConfigShape reads them. */
+export type DatabaseConfig = Readonly<z.infer<z.ZodObject<typeof databaseConfigShape>>>;
+
+/** Opens a service's own database as its configuration (databaseConfigShape) says. */
+export function openServiceDatabase(
+  service: string,
+  config: DatabaseConfig,
+  schema: Pick<DatabaseOptions, "entities" | "migrations" | "log">,
+): Promise<Database> {
+  return openDatabase({
+    ...schema,
+    service,
+    url: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolMax: config.DB_POOL_MAX,
+    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+  });
+}
+
 /** How to open a service's database. */
 export interface DatabaseOptions {
   /** The service that owns the database; names its PGlite directory. */

@@ -7,7 +7,7 @@ import {
 import { file_protomesh_file_v1_events } from "../../gen/protomesh/file/v1/events_pb.ts";
 import { file_protomesh_inference_v1_events } from "../../gen/protomesh/inference/v1/events_pb.ts";
 import { file_protomesh_user_v1_events } from "../../gen/protomesh/user/v1/events_pb.ts";
-import { ConfigError, loadConfig } from "../config.ts";
+import { loadConfigOrExit } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { createRedisTransport } from "./redis-transport.ts";
 
@@ -23,14 +23,7 @@ if (!stream || (command !== "stats" && command !== "dead") || (command === "stat
   process.stderr.write(`${usage}\n`);
   process.exit(2);
 }
-let config: z.infer<typeof schema>;
-try {
-  config = loadConfig(schema);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  process.stderr.write(`jobs: ${err.message}\n\n${usage}\n`);
-  process.exit(2);
-}
+const config = loadConfigOrExit("jobs", schema, usage);
 
 const log = createLogger({ name: "jobs", level: "warn", format: "json" });
 const transport = createRedisTransport({ url: config.REDIS_URL, log });

@@ -314,7 +314,9 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
   });
 
   it("leaves the event of a stopping member pending; another takes it over, with one effect", async () => {
-    const service = jobs();
+    const registry = new Registry();
+    const service = jobs(adapter.open(), registry);
+    service.metrics.watch(stream, "mailer");
     const member = (handle: EventHandler<typeof UserRegisteredSchema>) =>
       createConsumer({
         transport: service.transport,
@@ -346,6 +348,14 @@ describe.each(adapters)("async jobs over the $name transport", (adapter) => {
     release();
     await stopped;
     expect((await service.transport.stats(stream, "mailer")).pending).toBe(1);
+    // What an operator sees on /metrics while the entry waits for another member.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const metrics = await registry.metrics();
+    expect(metrics).toContain(`jobs_pending{stream="${stream}",group="mailer"} 1`);
+    const oldest = new RegExp(
+      `jobs_oldest_pending_seconds\\{stream="${stream}",group="mailer"\\} ([\\d.e-]+)`,
+    );
+    expect(Number(oldest.exec(metrics)?.[1])).toBeGreaterThan(0.04);
 
     const attempts: number[] = [];
     const second = member(async (event, ctx) => {

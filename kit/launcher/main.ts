@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { ConfigError, loadConfig, millisSchema, portSchema } from "../config.ts";
+import { loadConfigOrExit, millisSchema, portSchema } from "../config.ts";
 import { launchMesh, type ProcessSpec } from "./launcher.ts";
 
 const schema = z.object({
@@ -14,14 +14,7 @@ const schema = z.object({
   MESH_STOP_TIMEOUT_MS: millisSchema.default(15_000),
 });
 
-let config: z.infer<typeof schema>;
-try {
-  config = loadConfig(schema);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  process.stderr.write(`mesh: ${err.message}\n`);
-  process.exit(2);
-}
+const config = loadConfigOrExit("mesh", schema);
 
 // The compiled entries sit beside this file's own compiled output in dist/.
 const entry = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));

@@ -144,9 +144,10 @@ export function createAccountRpcs({
         }
       }
       const wanted = paths.length > 0 || (req.user?.displayName ?? "") !== "";
+      const { userId } = requireIdentity(ctx);
       const em = db.fork();
-      const user = await em.findOne(User, { id: requireIdentity(ctx).userId });
-      if (!user) throw notFound(requireIdentity(ctx).userId);
+      const user = await em.findOne(User, { id: userId });
+      if (!user) throw notFound(userId);
       if (wanted) {
         user.displayName = normalizeDisplayName(req.user?.displayName ?? "");
         user.updatedAt = new Date();

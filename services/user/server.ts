@@ -1,7 +1,7 @@
 import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
 import { createTokenVerifier } from "../../kit/auth/token-verifier.ts";
-import { openDatabase } from "../../kit/db/database.ts";
+import { openServiceDatabase } from "../../kit/db/database.ts";
 import { loadServerSecret } from "../../kit/db/server-secret.ts";
 import { createJobs, openTransport } from "../../kit/jobs/jobs.ts";
 import type { Log } from "../../kit/log.ts";
@@ -34,15 +34,9 @@ export interface UserServer extends Runnable {
  * keys, and wires the account and session RPCs, token verification and the verification mail.
  */
 export async function createUserServer({ config, log }: UserServerDeps): Promise<UserServer> {
-  const db = await openDatabase({
-    service: "user",
-    url: config.DATABASE_URL,
-    dataDir: config.DATA_DIR,
+  const db = await openServiceDatabase("user", config, {
     entities: userEntities,
     migrations: userMigrations,
-    poolMax: config.DB_POOL_MAX,
-    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
-    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     log,
   });
   const keys = await loadSigningKeys(db);

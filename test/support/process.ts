@@ -85,23 +85,10 @@ export async function startProcess(
 
   const logs: LogLine[] = [];
   let stderr = "";
-  let stdoutRest = "";
   let onLine: ((line: LogLine) => void) | undefined;
-  child.stdout?.setEncoding("utf8");
-  child.stdout?.on("data", (chunk: string) => {
-    const lines = (stdoutRest + chunk).split("\n");
-    stdoutRest = lines.pop() ?? "";
-    for (const text of lines) {
-      if (text.trim() === "") continue;
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { msg: text, unparsed: true };
-      }
-      logs.push(line);
-      onLine?.(line);
-    }
+  readLogLines(child, (line) => {
+    logs.push(line);
+    onLine?.(line);
   });
   child.stderr?.setEncoding("utf8");
   child.stderr?.on("data", (chunk: string) => {
@@ -199,4 +186,24 @@ function findRepoRoot(start: string): string {
     dir = parent;
   }
   return dir;
+}
+
+/** Parses a child's stdout as JSON log lines (a line that is not JSON becomes `{msg, unparsed}`). */
+export function readLogLines(child: ChildProcess, onLine: (line: LogLine) => void): void {
+  let rest = "";
+  child.stdout?.setEncoding("utf8");
+  child.stdout?.on("data", (chunk: string) => {
+    const lines = (rest + chunk).split("\n");
+    rest = lines.pop() ?? "";
+    for (const text of lines) {
+      if (text.trim() === "") continue;
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { msg: text, unparsed: true };
+      }
+      onLine(line);
+    }
+  });
 }
