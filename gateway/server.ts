@@ -29,10 +29,28 @@ import { createRouteTable } from "./route-table.ts";
 import { createTranscoder, type GatewayResponse } from "./transcoder.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
 
+/** A service the gateway routes, and the base URL of the process that serves it. */
+export interface GatewayTarget {
+  readonly service: DescService;
+  readonly url: string;
+}
+
 /** What the gateway is built from. */
 export interface GatewayServerOptions {
   readonly config: GatewayConfig;
   readonly log: Log;
+  /** The services to route; the mesh's four services at their configured URLs by default. */
+  readonly targets?: readonly GatewayTarget[];
+}
+
+/** The mesh's services at the URLs of the gateway's configuration. */
+export function meshTargets(config: GatewayConfig): GatewayTarget[] {
+  return [
+    { service: UserService, url: config.USER_SERVICE_URL },
+    { service: TaskService, url: config.TASK_SERVICE_URL },
+    { service: FileService, url: config.FILE_SERVICE_URL },
+    { service: InferenceService, url: config.INFERENCE_SERVICE_URL },
+  ];
 }
 
 /**
@@ -42,17 +60,12 @@ export interface GatewayServerOptions {
  */
 export function createGatewayServer(options: GatewayServerOptions): Runnable {
   const { config, log } = options;
-  const targets: readonly [DescService, string][] = [
-    [UserService, config.USER_SERVICE_URL],
-    [TaskService, config.TASK_SERVICE_URL],
-    [FileService, config.FILE_SERVICE_URL],
-    [InferenceService, config.INFERENCE_SERVICE_URL],
-  ];
-  const services = targets.map(([service]) => service);
+  const targets = options.targets ?? meshTargets(config);
+  const services = targets.map((target) => target.service);
   // One pooled session per address, even when several services share one.
   const byUrl = new Map<string, Upstream>();
   const upstreams = new Map<string, Upstream>();
-  for (const [service, url] of targets) {
+  for (const { service, url } of targets) {
     let upstream = byUrl.get(url);
     if (upstream === undefined) {
       upstream = createUpstream(url, { maxResponseBytes: config.MAX_MESSAGE_BYTES, log });

@@ -5,15 +5,18 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.ts";
+import type { HttpBodySchema } from "../../../google/api/httpbody_pb.ts";
+import { file_google_api_httpbody } from "../../../google/api/httpbody_pb.ts";
 import type { Duration, EmptySchema, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
+import { file_protomesh_options_v1_options } from "../../options/v1/options_pb.ts";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file protomesh/gatewaytest/v1/gatewaytest.proto.
  */
 export const file_protomesh_gatewaytest_v1_gatewaytest: GenFile = /*@__PURE__*/
-  fileDesc("Cipwcm90b21lc2gvZ2F0ZXdheXRlc3QvdjEvZ2F0ZXdheXRlc3QucHJvdG8SGHByb3RvbWVzaC5nYXRld2F5dGVzdC52MSIiCgVTaGVsZhIKCgJpZBgBIAEoCRINCgV0aGVtZRgCIAEoCSL+AQoEQm9vaxIMCgRuYW1lGAEgASgJEhAKCHNoZWxmX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEi4KBWdlbnJlGAQgASgOMh8ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdlbnJlEg0KBXBhZ2VzGAUgASgDEgwKBHRhZ3MYBiADKAkSMAoMcHVibGlzaF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgZhdXRob3IYCCABKAsyIC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQXV0aG9yEhYKBGlzYm4YCSABKAlSCGlzYm5Db2RlIiwKBkF1dGhvchIUCgxkaXNwbGF5X25hbWUYASABKAkSDAoEYm9ybhgCIAEoBSI3Cg9HZXRTaGVsZlJlcXVlc3QSEAoIc2hlbGZfaWQYASABKAkSEgoKd2l0aF9ib29rcxgCIAEoCCIYChZHZXREZWZhdWx0U2hlbGZSZXF1ZXN0Ik0KDkdldEJvb2tSZXF1ZXN0EgwKBG5hbWUYASABKAkSLQoJcmVhZF9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJxCg9Nb3ZlQm9va1JlcXVlc3QSLAoEYm9vaxgBIAEoCzIeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rEjAKBnRhcmdldBgCIAEoCzIgLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5UYXJnZXQiLAoGVGFyZ2V0EhAKCHNoZWxmX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgFImcKEUNyZWF0ZUJvb2tSZXF1ZXN0EhAKCHNoZWxmX2lkGAEgASgJEiwKBGJvb2sYAiABKAsyHi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQm9vaxISCgpyZXF1ZXN0X2lkGAMgASgJInIKEVVwZGF0ZUJvb2tSZXF1ZXN0EiwKBGJvb2sYASABKAsyHi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQm9vaxIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siMgoSQXJjaGl2ZUJvb2tSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGcmVhc29uGAIgASgJIiAKEEdldE9iamVjdFJlcXVlc3QSDAoEcGF0aBgBIAEoCSIWCgZPYmplY3QSDAoEcGF0aBgBIAEoCSIoChNMaXN0QW55SXRlbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBSKzCAoSU2VhcmNoQm9va3NSZXF1ZXN0Eg0KBXF1ZXJ5GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRIRCgltaW5fcGFnZXMYAyABKAMSEQoJbWF4X3BhZ2VzGAQgASgEEhgKEGluY2x1ZGVfYXJjaGl2ZWQYBSABKAgSEgoKbWluX3JhdGluZxgGIAEoAhIRCgltYXhfcHJpY2UYByABKAESDgoGY3Vyc29yGAggASgMEi4KBWdlbnJlGAkgASgOMh8ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdlbnJlEi8KBmdlbnJlcxgKIAMoDjIfLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZW5yZRIMCgR0YWdzGAsgAygJEgsKA2lkcxgMIAMoAxIzCg9wdWJsaXNoZWRfYWZ0ZXIYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB21heF9hZ2UYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJcmVhZF9tYXNrGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxItCghtaW5feWVhchgQIAEoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlEiwKCGluX3N0b2NrGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZRIuCghsYW5ndWFnZRgSIAEoCzIcLmdvb2dsZS5wcm90b2J1Zi5TdHJpbmdWYWx1ZRIwCgZmaWx0ZXIYEyABKAsyIC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuRmlsdGVyEg4KBm9mZnNldBgUIAEoDRITCgZhdXRob3IYFSABKAlIAYgBARJICgZsYWJlbHMYFiADKAsyOC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2VhcmNoQm9va3NSZXF1ZXN0LkxhYmVsc0VudHJ5EiYKBWV4dHJhGBcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCghvcmRlcl9ieRgYIAEoCUgAEhUKC3JhbmRvbV9zZWVkGBkgASgDSAASKAoEZGF5cxgaIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoIbWluX2lzYm4YGyABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUSLwoJbWluX3Njb3JlGBwgASgLMhwuZ29vZ2xlLnByb3RvYnVmLkRvdWJsZVZhbHVlEioKBXRva2VuGB0gASgLMhsuZ29vZ2xlLnByb3RvYnVmLkJ5dGVzVmFsdWUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRzb3J0QgkKB19hdXRob3IieAoGRmlsdGVyEjAKBmF1dGhvchgBIAEoCzIgLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5BdXRob3ISLgoFZ2VucmUYAiABKA4yHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2VucmUSDAoEdGFncxgDIAMoCSJbChFMaXN0Qm9va3NSZXNwb25zZRItCgVib29rcxgBIAMoCzIeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLBAgoMVHlwZWRSZXF1ZXN0EgsKA2kzMhgBIAEoBRILCgNpNjQYAiABKAMSCwoDdTY0GAMgASgGEgwKBGZsYWcYBCABKAgSLgoFZ2VucmUYBSABKA4yHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2VucmUSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBWxpbWl0GAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSDQoFcmF0aW8YCSABKAESMAoGYXV0aG9yGAogASgLMiAucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkF1dGhvchINCgVuYW1lcxgLIAMoCSIgChFQdXJnZUNhY2hlUmVxdWVzdBILCgNrZXkYASABKAkiGwoLRWNob1JlcXVlc3QSDAoEdGV4dBgBIAEoCSIwChFEZWxldGVCb29rUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBWZvcmNlGAIgASgIKkMKBUdlbnJlEhUKEUdFTlJFX1VOU1BFQ0lGSUVEEAASEQoNR0VOUkVfRklDVElPThABEhAKDEdFTlJFX1BPRVRSWRACMpISCg5MaWJyYXJ5U2VydmljZRJ2CghHZXRTaGVsZhIpLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRTaGVsZlJlcXVlc3QaHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2hlbGYiHoLT5JMCGBIWL3YxL3NoZWx2ZXMve3NoZWxmX2lkfRKBAQoPR2V0RGVmYXVsdFNoZWxmEjAucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldERlZmF1bHRTaGVsZlJlcXVlc3QaHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2hlbGYiG4LT5JMCFRITL3YxL3NoZWx2ZXMvZGVmYXVsdBKNAQoHR2V0Qm9vaxIoLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIjiC0+STAjJaEhIQL3YxL2Jvb2tzL3tuYW1lfRIcL3YxL3tuYW1lPXNoZWx2ZXMvKi9ib29rcy8qfRJ5CgtQcmV2aWV3Qm9vaxIoLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIiCC0+STAhoSGC92MS9ib29rcy97bmFtZX06cHJldmlldxKCAQoNR2V0Qm9va0F1dGhvchIoLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIieC0+STAiFiBmF1dGhvchIXL3YxL2Jvb2tzL3tuYW1lfS9hdXRob3ISlgEKCE1vdmVCb29rEikucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLk1vdmVCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIj+C0+STAjk6ASoiNC92MS9zaGVsdmVzL3t0YXJnZXQuc2hlbGZfaWR9L2Jvb2tzL3tib29rLm5hbWV9Om1vdmUSjAEKCkNyZWF0ZUJvb2sSKy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQ3JlYXRlQm9va1JlcXVlc3QaHi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQm9vayIxgtPkkwIrOgRib29rYgV0aXRsZSIcL3YxL3NoZWx2ZXMve3NoZWxmX2lkfS9ib29rcxK1AQoKVXBkYXRlQm9vaxIrLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5VcGRhdGVCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIlqC0+STAlQ6BGJvb2taNToEYm9vaxotL3YxL3NoZWx2ZXMve2Jvb2suc2hlbGZfaWR9L2Jvb2tzL3tib29rLm5hbWV9MhUvdjEvYm9va3Mve2Jvb2submFtZX0SgAEKC0FyY2hpdmVCb29rEiwucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkFyY2hpdmVCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIiOC0+STAh06ASoiGC92MS9ib29rcy97bmFtZX06YXJjaGl2ZRJ4CglHZXRPYmplY3QSKi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2V0T2JqZWN0UmVxdWVzdBogLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5PYmplY3QiHYLT5JMCFxIVL3YxL29iamVjdHMve3BhdGg9Kip9EoQBCg1SZXN0b3JlT2JqZWN0EioucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldE9iamVjdFJlcXVlc3QaIC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuT2JqZWN0IiWC0+STAh8iHS92MS9vYmplY3RzL3twYXRoPSoqfTpyZXN0b3JlEoYBCgxMaXN0QW55SXRlbXMSLS5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuTGlzdEFueUl0ZW1zUmVxdWVzdBorLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5MaXN0Qm9va3NSZXNwb25zZSIagtPkkwIUEhIvdjEvYW55LyovaXRlbXMvKioSggEKC1NlYXJjaEJvb2tzEiwucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLlNlYXJjaEJvb2tzUmVxdWVzdBorLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5MaXN0Qm9va3NSZXNwb25zZSIYgtPkkwISYgVib29rcxIJL3YxL2Jvb2tzEqsBCghHZXRUeXBlZBImLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5UeXBlZFJlcXVlc3QaJi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuVHlwZWRSZXF1ZXN0Ik+C0+STAkkSRy92MS90eXBlZC97aTMyfS97aTY0fS97dTY0fS97ZmxhZ30ve2dlbnJlfS97dGltZX0ve3R0bH0ve2xpbWl0fS97cmF0aW99EnMKClB1cmdlQ2FjaGUSKy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuUHVyZ2VDYWNoZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiIILT5JMCGkIYCgVQVVJHRRIPL3YxL2NhY2hlL3trZXl9EnIKBEVjaG8SJS5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuRWNob1JlcXVlc3QaJS5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuRWNob1JlcXVlc3QiHILT5JMCFkIUCgEqEg8vdjEvZWNoby97dGV4dH0SawoKRGVsZXRlQm9vaxIrLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5EZWxldGVCb29rUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIYgtPkkwISKhAvdjEvYm9va3Mve25hbWV9Mv0BCg9Db25mbGljdFNlcnZpY2USdgoHR2V0QnlJZBIpLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRTaGVsZlJlcXVlc3QaHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2hlbGYiH4LT5JMCGRIXL3YxL2NvbmZsaWN0L3tzaGVsZl9pZH0ScgoJR2V0QnlOYW1lEigucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldEJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siG4LT5JMCFRITL3YxL2NvbmZsaWN0L3tuYW1lfWIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("Cipwcm90b21lc2gvZ2F0ZXdheXRlc3QvdjEvZ2F0ZXdheXRlc3QucHJvdG8SGHByb3RvbWVzaC5nYXRld2F5dGVzdC52MSIiCgVTaGVsZhIKCgJpZBgBIAEoCRINCgV0aGVtZRgCIAEoCSL+AQoEQm9vaxIMCgRuYW1lGAEgASgJEhAKCHNoZWxmX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEi4KBWdlbnJlGAQgASgOMh8ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdlbnJlEg0KBXBhZ2VzGAUgASgDEgwKBHRhZ3MYBiADKAkSMAoMcHVibGlzaF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgZhdXRob3IYCCABKAsyIC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQXV0aG9yEhYKBGlzYm4YCSABKAlSCGlzYm5Db2RlIiwKBkF1dGhvchIUCgxkaXNwbGF5X25hbWUYASABKAkSDAoEYm9ybhgCIAEoBSI3Cg9HZXRTaGVsZlJlcXVlc3QSEAoIc2hlbGZfaWQYASABKAkSEgoKd2l0aF9ib29rcxgCIAEoCCIYChZHZXREZWZhdWx0U2hlbGZSZXF1ZXN0Ik0KDkdldEJvb2tSZXF1ZXN0EgwKBG5hbWUYASABKAkSLQoJcmVhZF9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJxCg9Nb3ZlQm9va1JlcXVlc3QSLAoEYm9vaxgBIAEoCzIeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rEjAKBnRhcmdldBgCIAEoCzIgLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5UYXJnZXQiLAoGVGFyZ2V0EhAKCHNoZWxmX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgFImcKEUNyZWF0ZUJvb2tSZXF1ZXN0EhAKCHNoZWxmX2lkGAEgASgJEiwKBGJvb2sYAiABKAsyHi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQm9vaxISCgpyZXF1ZXN0X2lkGAMgASgJInIKEVVwZGF0ZUJvb2tSZXF1ZXN0EiwKBGJvb2sYASABKAsyHi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQm9vaxIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siMgoSQXJjaGl2ZUJvb2tSZXF1ZXN0EgwKBG5hbWUYASABKAkSDgoGcmVhc29uGAIgASgJIiAKEEdldE9iamVjdFJlcXVlc3QSDAoEcGF0aBgBIAEoCSIWCgZPYmplY3QSDAoEcGF0aBgBIAEoCSIoChNMaXN0QW55SXRlbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBSKzCAoSU2VhcmNoQm9va3NSZXF1ZXN0Eg0KBXF1ZXJ5GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRIRCgltaW5fcGFnZXMYAyABKAMSEQoJbWF4X3BhZ2VzGAQgASgEEhgKEGluY2x1ZGVfYXJjaGl2ZWQYBSABKAgSEgoKbWluX3JhdGluZxgGIAEoAhIRCgltYXhfcHJpY2UYByABKAESDgoGY3Vyc29yGAggASgMEi4KBWdlbnJlGAkgASgOMh8ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdlbnJlEi8KBmdlbnJlcxgKIAMoDjIfLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZW5yZRIMCgR0YWdzGAsgAygJEgsKA2lkcxgMIAMoAxIzCg9wdWJsaXNoZWRfYWZ0ZXIYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB21heF9hZ2UYDiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLQoJcmVhZF9tYXNrGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxItCghtaW5feWVhchgQIAEoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlEiwKCGluX3N0b2NrGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZRIuCghsYW5ndWFnZRgSIAEoCzIcLmdvb2dsZS5wcm90b2J1Zi5TdHJpbmdWYWx1ZRIwCgZmaWx0ZXIYEyABKAsyIC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuRmlsdGVyEg4KBm9mZnNldBgUIAEoDRITCgZhdXRob3IYFSABKAlIAYgBARJICgZsYWJlbHMYFiADKAsyOC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2VhcmNoQm9va3NSZXF1ZXN0LkxhYmVsc0VudHJ5EiYKBWV4dHJhGBcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCghvcmRlcl9ieRgYIAEoCUgAEhUKC3JhbmRvbV9zZWVkGBkgASgDSAASKAoEZGF5cxgaIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoIbWluX2lzYm4YGyABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWUSLwoJbWluX3Njb3JlGBwgASgLMhwuZ29vZ2xlLnByb3RvYnVmLkRvdWJsZVZhbHVlEioKBXRva2VuGB0gASgLMhsuZ29vZ2xlLnByb3RvYnVmLkJ5dGVzVmFsdWUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIGCgRzb3J0QgkKB19hdXRob3IieAoGRmlsdGVyEjAKBmF1dGhvchgBIAEoCzIgLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5BdXRob3ISLgoFZ2VucmUYAiABKA4yHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2VucmUSDAoEdGFncxgDIAMoCSJbChFMaXN0Qm9va3NSZXNwb25zZRItCgVib29rcxgBIAMoCzIeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLBAgoMVHlwZWRSZXF1ZXN0EgsKA2kzMhgBIAEoBRILCgNpNjQYAiABKAMSCwoDdTY0GAMgASgGEgwKBGZsYWcYBCABKAgSLgoFZ2VucmUYBSABKA4yHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2VucmUSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBWxpbWl0GAggASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSDQoFcmF0aW8YCSABKAESMAoGYXV0aG9yGAogASgLMiAucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkF1dGhvchINCgVuYW1lcxgLIAMoCSIgChFQdXJnZUNhY2hlUmVxdWVzdBILCgNrZXkYASABKAkiGwoLRWNob1JlcXVlc3QSDAoEdGV4dBgBIAEoCSIwChFEZWxldGVCb29rUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBWZvcmNlGAIgASgIInIKElN0cmVhbUJvb2tzUmVxdWVzdBIQCghzaGVsZl9pZBgBIAEoCRINCgVjb3VudBgCIAEoBRITCgtpbnRlcnZhbF9tcxgDIAEoBRIXCgpmYWlsX2FmdGVyGAQgASgFSACIAQFCDQoLX2ZhaWxfYWZ0ZXIilgEKE0Rvd25sb2FkQm9va1JlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpzaXplX2J5dGVzGAIgASgDEhMKC2NodW5rX2J5dGVzGAMgASgFEhQKDGNvbnRlbnRfdHlwZRgEIAEoCRIdChBmYWlsX2FmdGVyX2J5dGVzGAUgASgDSACIAQFCEwoRX2ZhaWxfYWZ0ZXJfYnl0ZXMicQoRVXBsb2FkQm9va1JlcXVlc3QSEAoIc2hlbGZfaWQYASABKAkSLgoEYm9vaxgCIAEoCzIeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rSAASDwoFY2h1bmsYAyABKAxIAEIJCgdwYXlsb2FkInAKElVwbG9hZEJvb2tSZXNwb25zZRIQCghzaGVsZl9pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCRIVCg1tZXNzYWdlX2NvdW50GAUgASgFIkEKD0NvbnZlcnNlUmVxdWVzdBIQCghzaGVsZl9pZBgBIAEoCRIMCgR0ZXh0GAIgASgJEg4KBnJlcGVhdBgDIAEoBSJBChBDb252ZXJzZVJlc3BvbnNlEhAKCHNoZWxmX2lkGAEgASgJEgwKBHRleHQYAiABKAkSDQoFaW5kZXgYAyABKAUqQwoFR2VucmUSFQoRR0VOUkVfVU5TUEVDSUZJRUQQABIRCg1HRU5SRV9GSUNUSU9OEAESEAoMR0VOUkVfUE9FVFJZEAIy6xYKDkxpYnJhcnlTZXJ2aWNlEnwKCEdldFNoZWxmEikucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldFNoZWxmUmVxdWVzdBofLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5TaGVsZiIkyvMYAggBgtPkkwIYEhYvdjEvc2hlbHZlcy97c2hlbGZfaWR9EoEBCg9HZXREZWZhdWx0U2hlbGYSMC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2V0RGVmYXVsdFNoZWxmUmVxdWVzdBofLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5TaGVsZiIbgtPkkwIVEhMvdjEvc2hlbHZlcy9kZWZhdWx0Eo0BCgdHZXRCb29rEigucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldEJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siOILT5JMCMloSEhAvdjEvYm9va3Mve25hbWV9EhwvdjEve25hbWU9c2hlbHZlcy8qL2Jvb2tzLyp9EnkKC1ByZXZpZXdCb29rEigucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldEJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siIILT5JMCGhIYL3YxL2Jvb2tzL3tuYW1lfTpwcmV2aWV3EoIBCg1HZXRCb29rQXV0aG9yEigucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldEJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siJ4LT5JMCIWIGYXV0aG9yEhcvdjEvYm9va3Mve25hbWV9L2F1dGhvchKWAQoITW92ZUJvb2sSKS5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuTW92ZUJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siP4LT5JMCOToBKiI0L3YxL3NoZWx2ZXMve3RhcmdldC5zaGVsZl9pZH0vYm9va3Mve2Jvb2submFtZX06bW92ZRKMAQoKQ3JlYXRlQm9vaxIrLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5DcmVhdGVCb29rUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIjGC0+STAis6BGJvb2tiBXRpdGxlIhwvdjEvc2hlbHZlcy97c2hlbGZfaWR9L2Jvb2tzErUBCgpVcGRhdGVCb29rEisucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLlVwZGF0ZUJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siWoLT5JMCVDoEYm9va1o1OgRib29rGi0vdjEvc2hlbHZlcy97Ym9vay5zaGVsZl9pZH0vYm9va3Mve2Jvb2submFtZX0yFS92MS9ib29rcy97Ym9vay5uYW1lfRKAAQoLQXJjaGl2ZUJvb2sSLC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuQXJjaGl2ZUJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siI4LT5JMCHToBKiIYL3YxL2Jvb2tzL3tuYW1lfTphcmNoaXZlEngKCUdldE9iamVjdBIqLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRPYmplY3RSZXF1ZXN0GiAucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLk9iamVjdCIdgtPkkwIXEhUvdjEvb2JqZWN0cy97cGF0aD0qKn0ShAEKDVJlc3RvcmVPYmplY3QSKi5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuR2V0T2JqZWN0UmVxdWVzdBogLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5PYmplY3QiJYLT5JMCHyIdL3YxL29iamVjdHMve3BhdGg9Kip9OnJlc3RvcmUShgEKDExpc3RBbnlJdGVtcxItLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5MaXN0QW55SXRlbXNSZXF1ZXN0GisucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkxpc3RCb29rc1Jlc3BvbnNlIhqC0+STAhQSEi92MS9hbnkvKi9pdGVtcy8qKhKCAQoLU2VhcmNoQm9va3MSLC5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2VhcmNoQm9va3NSZXF1ZXN0GisucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkxpc3RCb29rc1Jlc3BvbnNlIhiC0+STAhJiBWJvb2tzEgkvdjEvYm9va3MSqwEKCEdldFR5cGVkEiYucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLlR5cGVkUmVxdWVzdBomLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5UeXBlZFJlcXVlc3QiT4LT5JMCSRJHL3YxL3R5cGVkL3tpMzJ9L3tpNjR9L3t1NjR9L3tmbGFnfS97Z2VucmV9L3t0aW1lfS97dHRsfS97bGltaXR9L3tyYXRpb30ScwoKUHVyZ2VDYWNoZRIrLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5QdXJnZUNhY2hlUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIggtPkkwIaQhgKBVBVUkdFEg8vdjEvY2FjaGUve2tleX0ScgoERWNobxIlLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5FY2hvUmVxdWVzdBolLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5FY2hvUmVxdWVzdCIcgtPkkwIWQhQKASoSDy92MS9lY2hvL3t0ZXh0fRJrCgpEZWxldGVCb29rEisucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkRlbGV0ZUJvb2tSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IhiC0+STAhIqEC92MS9ib29rcy97bmFtZX0SkAEKC1N0cmVhbUJvb2tzEiwucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLlN0cmVhbUJvb2tzUmVxdWVzdBoeLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Cb29rIjHK8xgCCAGC0+STAiUSIy92MS9zaGVsdmVzL3tzaGVsZl9pZH0vYm9va3M6c3RyZWFtMAESfgoMRG93bmxvYWRCb29rEi0ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkRvd25sb2FkQm9va1JlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5IifK8xgCCAGC0+STAhsSGS92MS9ib29rcy97bmFtZX06ZG93bmxvYWQwARKjAQoKVXBsb2FkQm9vaxIrLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5VcGxvYWRCb29rUmVxdWVzdBosLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5VcGxvYWRCb29rUmVzcG9uc2UiOMrzGAIIAYLT5JMCLDoFY2h1bmsiIy92MS9zaGVsdmVzL3tzaGVsZl9pZH0vYm9va3M6dXBsb2FkKAESlwEKCENvbnZlcnNlEikucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkNvbnZlcnNlUmVxdWVzdBoqLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5Db252ZXJzZVJlc3BvbnNlIjDK8xgCCAGC0+STAiQ6ASoiHy92MS9zaGVsdmVzL3tzaGVsZl9pZH06Y29udmVyc2UoATABMv0BCg9Db25mbGljdFNlcnZpY2USdgoHR2V0QnlJZBIpLnByb3RvbWVzaC5nYXRld2F5dGVzdC52MS5HZXRTaGVsZlJlcXVlc3QaHy5wcm90b21lc2guZ2F0ZXdheXRlc3QudjEuU2hlbGYiH4LT5JMCGRIXL3YxL2NvbmZsaWN0L3tzaGVsZl9pZH0ScgoJR2V0QnlOYW1lEigucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkdldEJvb2tSZXF1ZXN0Gh4ucHJvdG9tZXNoLmdhdGV3YXl0ZXN0LnYxLkJvb2siG4LT5JMCFRITL3YxL2NvbmZsaWN0L3tuYW1lfWIGcHJvdG8z", [file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_duration, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_protomesh_options_v1_options]);
 
 /**
  * A shelf.
@@ -880,6 +883,260 @@ export const DeleteBookRequestSchema: GenMessage<DeleteBookRequest> = /*@__PURE_
   messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 20);
 
 /**
+ * Request of StreamBooks.
+ *
+ * @generated from message protomesh.gatewaytest.v1.StreamBooksRequest
+ */
+export type StreamBooksRequest = Message<"protomesh.gatewaytest.v1.StreamBooksRequest"> & {
+  /**
+   * Shelf of the books.
+   *
+   * @generated from field: string shelf_id = 1;
+   */
+  shelfId: string;
+
+  /**
+   * Number of books to send.
+   *
+   * @generated from field: int32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Pause between two books, in milliseconds.
+   *
+   * @generated from field: int32 interval_ms = 3;
+   */
+  intervalMs: number;
+
+  /**
+   * Fail after this many books.
+   *
+   * @generated from field: optional int32 fail_after = 4;
+   */
+  failAfter?: number | undefined;
+};
+
+/**
+ * Describes the message protomesh.gatewaytest.v1.StreamBooksRequest.
+ * Use `create(StreamBooksRequestSchema)` to create a new message.
+ */
+export const StreamBooksRequestSchema: GenMessage<StreamBooksRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 21);
+
+/**
+ * Request of DownloadBook.
+ *
+ * @generated from message protomesh.gatewaytest.v1.DownloadBookRequest
+ */
+export type DownloadBookRequest = Message<"protomesh.gatewaytest.v1.DownloadBookRequest"> & {
+  /**
+   * Name of the book.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Number of bytes to send.
+   *
+   * @generated from field: int64 size_bytes = 2;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Size of each chunk.
+   *
+   * @generated from field: int32 chunk_bytes = 3;
+   */
+  chunkBytes: number;
+
+  /**
+   * Content type of the bytes.
+   *
+   * @generated from field: string content_type = 4;
+   */
+  contentType: string;
+
+  /**
+   * Fail with FAILED_PRECONDITION after this many bytes.
+   *
+   * @generated from field: optional int64 fail_after_bytes = 5;
+   */
+  failAfterBytes?: bigint | undefined;
+};
+
+/**
+ * Describes the message protomesh.gatewaytest.v1.DownloadBookRequest.
+ * Use `create(DownloadBookRequestSchema)` to create a new message.
+ */
+export const DownloadBookRequestSchema: GenMessage<DownloadBookRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 22);
+
+/**
+ * One message of UploadBook.
+ *
+ * @generated from message protomesh.gatewaytest.v1.UploadBookRequest
+ */
+export type UploadBookRequest = Message<"protomesh.gatewaytest.v1.UploadBookRequest"> & {
+  /**
+   * Shelf to upload to.
+   *
+   * @generated from field: string shelf_id = 1;
+   */
+  shelfId: string;
+
+  /**
+   * Metadata first, then chunks.
+   *
+   * @generated from oneof protomesh.gatewaytest.v1.UploadBookRequest.payload
+   */
+  payload: {
+    /**
+     * Description of the book.
+     *
+     * @generated from field: protomesh.gatewaytest.v1.Book book = 2;
+     */
+    value: Book;
+    case: "book";
+  } | {
+    /**
+     * The next piece of the content.
+     *
+     * @generated from field: bytes chunk = 3;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message protomesh.gatewaytest.v1.UploadBookRequest.
+ * Use `create(UploadBookRequestSchema)` to create a new message.
+ */
+export const UploadBookRequestSchema: GenMessage<UploadBookRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 23);
+
+/**
+ * Response of UploadBook.
+ *
+ * @generated from message protomesh.gatewaytest.v1.UploadBookResponse
+ */
+export type UploadBookResponse = Message<"protomesh.gatewaytest.v1.UploadBookResponse"> & {
+  /**
+   * Shelf the book was uploaded to.
+   *
+   * @generated from field: string shelf_id = 1;
+   */
+  shelfId: string;
+
+  /**
+   * Title given in the first message.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * Bytes received.
+   *
+   * @generated from field: int64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * SHA-256 of the bytes received, in hex.
+   *
+   * @generated from field: string sha256 = 4;
+   */
+  sha256: string;
+
+  /**
+   * Number of messages received, the first one included.
+   *
+   * @generated from field: int32 message_count = 5;
+   */
+  messageCount: number;
+};
+
+/**
+ * Describes the message protomesh.gatewaytest.v1.UploadBookResponse.
+ * Use `create(UploadBookResponseSchema)` to create a new message.
+ */
+export const UploadBookResponseSchema: GenMessage<UploadBookResponse> = /*@__PURE__*/
+  messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 24);
+
+/**
+ * One message of Converse.
+ *
+ * @generated from message protomesh.gatewaytest.v1.ConverseRequest
+ */
+export type ConverseRequest = Message<"protomesh.gatewaytest.v1.ConverseRequest"> & {
+  /**
+   * Shelf of the conversation.
+   *
+   * @generated from field: string shelf_id = 1;
+   */
+  shelfId: string;
+
+  /**
+   * Text to echo.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Number of echoes; fails with INVALID_ARGUMENT when negative.
+   *
+   * @generated from field: int32 repeat = 3;
+   */
+  repeat: number;
+};
+
+/**
+ * Describes the message protomesh.gatewaytest.v1.ConverseRequest.
+ * Use `create(ConverseRequestSchema)` to create a new message.
+ */
+export const ConverseRequestSchema: GenMessage<ConverseRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 25);
+
+/**
+ * One echo of Converse.
+ *
+ * @generated from message protomesh.gatewaytest.v1.ConverseResponse
+ */
+export type ConverseResponse = Message<"protomesh.gatewaytest.v1.ConverseResponse"> & {
+  /**
+   * Shelf of the conversation.
+   *
+   * @generated from field: string shelf_id = 1;
+   */
+  shelfId: string;
+
+  /**
+   * The echoed text.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Index of the echo, from 0.
+   *
+   * @generated from field: int32 index = 3;
+   */
+  index: number;
+};
+
+/**
+ * Describes the message protomesh.gatewaytest.v1.ConverseResponse.
+ * Use `create(ConverseResponseSchema)` to create a new message.
+ */
+export const ConverseResponseSchema: GenMessage<ConverseResponse> = /*@__PURE__*/
+  messageDesc(file_protomesh_gatewaytest_v1_gatewaytest, 26);
+
+/**
  * Genre of a book.
  *
  * @generated from enum protomesh.gatewaytest.v1.Genre
@@ -1090,6 +1347,49 @@ export const LibraryService: GenService<{
     methodKind: "unary";
     input: typeof DeleteBookRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * Server streaming: `count` books, one every `interval_ms`; after
+   * `fail_after` books, if set, fails with FAILED_PRECONDITION.
+   *
+   * @generated from rpc protomesh.gatewaytest.v1.LibraryService.StreamBooks
+   */
+  streamBooks: {
+    methodKind: "server_streaming";
+    input: typeof StreamBooksRequestSchema;
+    output: typeof BookSchema;
+  },
+  /**
+   * Server streaming of raw bytes: `size_bytes` bytes in chunks of
+   * `chunk_bytes`, with `content_type` on the first chunk.
+   *
+   * @generated from rpc protomesh.gatewaytest.v1.LibraryService.DownloadBook
+   */
+  downloadBook: {
+    methodKind: "server_streaming";
+    input: typeof DownloadBookRequestSchema;
+    output: typeof HttpBodySchema;
+  },
+  /**
+   * Client streaming: the HTTP body is streamed into `chunk`; path and query
+   * parameters bind to a first message without a chunk.
+   *
+   * @generated from rpc protomesh.gatewaytest.v1.LibraryService.UploadBook
+   */
+  uploadBook: {
+    methodKind: "client_streaming";
+    input: typeof UploadBookRequestSchema;
+    output: typeof UploadBookResponseSchema;
+  },
+  /**
+   * Bidirectional streaming: answers each message with `repeat` echoes.
+   *
+   * @generated from rpc protomesh.gatewaytest.v1.LibraryService.Converse
+   */
+  converse: {
+    methodKind: "bidi_streaming";
+    input: typeof ConverseRequestSchema;
+    output: typeof ConverseResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_protomesh_gatewaytest_v1_gatewaytest, 0);
