@@ -18,6 +18,12 @@ export const gatewayConfigSchema = serverConfigSchema(8080).extend({
     .int()
     .positive()
     .default(1024 * 1024),
+  // Uploads stream through in constant memory; this bounds what one may carry.
+  MAX_UPLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024 * 1024),
   // Empty: browsers get no cross-origin access at all.
   CORS_ORIGINS: corsOriginsSchema,
   CORS_ALLOW_CREDENTIALS: flagSchema.default(false),

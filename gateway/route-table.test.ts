@@ -46,7 +46,12 @@ function toHttpRule(rule: RuleInit): MessageInitShape<typeof HttpRuleSchema> {
  * of the test contract, for rules that the test contract cannot hold (invalid ones).
  */
 function syntheticService(
-  methods: readonly { name: string; rule: RuleInit; input?: string }[],
+  methods: readonly {
+    name: string;
+    rule: RuleInit;
+    input?: string;
+    streaming?: "client" | "bidi";
+  }[],
 ): DescService {
   const file = create(FileDescriptorProtoSchema, {
     name: "synthetic.proto",
@@ -56,13 +61,15 @@ function syntheticService(
     service: [
       {
         name: "SyntheticService",
-        method: methods.map(({ name, rule, input = "Book" }) => {
+        method: methods.map(({ name, rule, input = "Book", streaming }) => {
           const options = create(MethodOptionsSchema);
           setExtension(options, http, create(HttpRuleSchema, toHttpRule(rule)));
           return {
             name,
             inputType: `.protomesh.gatewaytest.v1.${input}`,
             outputType: ".protomesh.gatewaytest.v1.Book",
+            clientStreaming: streaming !== undefined,
+            serverStreaming: streaming === "bidi",
             options,
           };
         }),
@@ -258,6 +265,17 @@ describe("route validation at start-up", () => {
     ],
   ])("rejects %j on %s", (rule, input, problem) => {
     const service = syntheticService([{ name: "Call", rule, input }]);
+    expect(() => createRouteTable([service])).toThrow(`${rpc}: `);
+    expect(() => createRouteTable([service])).toThrow(problem);
+  });
+
+  it.each<["client" | "bidi", RuleInit, string, string]>([
+    ["client", { post: "/v1/x", body: "*" }, "UploadBookRequest", "must name a bytes field"],
+    ["client", { post: "/v1/x", body: "shelf_id" }, "UploadBookRequest", "must name a bytes"],
+    ["client", { post: "/v1/x" }, "UploadBookRequest", "must name a bytes field"],
+    ["bidi", { post: "/v1/x", body: "text" }, "ConverseRequest", 'needs body "*"'],
+  ])("rejects a %s-streaming RPC with %j", (streaming, rule, input, problem) => {
+    const service = syntheticService([{ name: "Call", rule, input, streaming }]);
     expect(() => createRouteTable([service])).toThrow(`${rpc}: `);
     expect(() => createRouteTable([service])).toThrow(problem);
   });

@@ -1,5 +1,5 @@
 import type { DescField, DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
-import { getOption, hasOption } from "@bufbuild/protobuf";
+import { getOption, hasOption, ScalarType } from "@bufbuild/protobuf";
 import { http } from "../gen/google/api/annotations_pb.ts";
 import type { HttpRule } from "../gen/google/api/http_pb.ts";
 import { textTypeOf } from "./field-text.ts";
@@ -112,6 +112,18 @@ function createRoute(method: DescMethod, rule: HttpRule): Route {
       );
     }
   }
+  if (method.methodKind === "client_streaming" && !isBytes(bodyField)) {
+    throw ruleError(
+      method,
+      "a client-streaming RPC's body must name a bytes field: the HTTP body streams into it",
+    );
+  }
+  if (method.methodKind === "bidi_streaming" && rule.body !== "*") {
+    throw ruleError(
+      method,
+      'a bidirectional-streaming RPC needs body "*": each WebSocket frame is a whole message',
+    );
+  }
   let responseBodyField: DescField | undefined;
   if (rule.responseBody !== "") {
     responseBodyField = method.output.fields.find((f) => f.name === rule.responseBody);
@@ -132,6 +144,10 @@ function createRoute(method: DescMethod, rule: HttpRule): Route {
     responseBodyField,
     pathFields,
   };
+}
+
+function isBytes(field: DescField | undefined): boolean {
+  return field?.fieldKind === "scalar" && field.scalar === ScalarType.BYTES;
 }
 
 function patternOf(method: DescMethod, rule: HttpRule): { httpMethod: string; path: string } {

@@ -28,6 +28,7 @@ import { createNativeProxy, rpcServiceOf } from "./native-proxy.ts";
 import { createRouteTable } from "./route-table.ts";
 import { createTranscoder, type GatewayResponse } from "./transcoder.ts";
 import { createUpstream, type Upstream } from "./upstream.ts";
+import { createWebSocketGateway } from "./websocket.ts";
 
 /** A service the gateway routes, and the base URL of the process that serves it. */
 export interface GatewayTarget {
@@ -82,26 +83,38 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   const metrics = createMetrics();
   const requests = new Counter({
     name: "gateway_http_requests_total",
-    help: "HTTP requests the gateway answered, by kind (rest, native, ops) and status.",
-    labelNames: ["kind", "status"],
+    help: "HTTP requests the gateway answered, by kind (rest, native, ops), RPC and status.",
+    labelNames: ["kind", "rpc", "status"],
     registers: [metrics.registry],
   });
   const latency = new Histogram({
     name: "gateway_http_request_duration_seconds",
-    help: "Time from request to the end of the response, by kind.",
-    labelNames: ["kind"],
+    help: "Time from request to the end of the response, by kind and RPC.",
+    labelNames: ["kind", "rpc"],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [metrics.registry],
   });
   const health = createHealth([]);
   const routes = createRouteTable(services);
+  const authenticate = createAuthenticator({ verifier: createRemoteVerifier(config, log), log });
+  const deadlineOf = (path: string) =>
+    Math.min(deadline.methodDefaults?.get(path) ?? deadline.defaultMs, deadline.maxMs);
   const transcode = createTranscoder({
     routes,
     upstreams,
-    authenticate: createAuthenticator({ verifier: createRemoteVerifier(config, log), log }),
-    deadlineOf: (path) =>
-      Math.min(deadline.methodDefaults?.get(path) ?? deadline.defaultMs, deadline.maxMs),
+    authenticate,
+    deadlineOf,
     maxBodyBytes: config.MAX_BODY_BYTES,
+    maxUploadBytes: config.MAX_UPLOAD_BYTES,
+    log,
+  });
+  const upgrade = createWebSocketGateway({
+    routes,
+    upstreams,
+    authenticate,
+    deadlineOf,
+    maxMessageBytes: config.MAX_BODY_BYTES,
+    draining: () => serving.draining,
     log,
   });
   const proxy = createNativeProxy({ upstreams, log });
@@ -147,30 +160,36 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     return true;
   };
 
+  // What a request turned out to be, for its metrics and log line: the RPC is "" for requests
+  // that are none ("/pkg.Service/Method" otherwise), so its label has a bounded set of values.
+  interface Served {
+    readonly kind: string;
+    readonly rpc?: string;
+  }
   const route = async (
     req: Parameters<DualHandler>[0],
     res: Parameters<DualHandler>[1],
     path: string,
-  ): Promise<string> => {
+  ): Promise<Served> => {
     // Before everything else: a preflight is answered here and never reaches an upstream.
-    if (applyCors(cors, req, res, methodsOf, path)) return "cors";
-    if (req.method === "GET" && (await serveOps(path, res))) return "ops";
+    if (applyCors(cors, req, res, methodsOf, path)) return { kind: "cors" };
+    if (req.method === "GET" && (await serveOps(path, res))) return { kind: "ops" };
     if (path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.")) {
       local(req, res);
-      return "local";
+      return { kind: "local" };
     }
     if (serving.draining) {
       sendError(res, new ConnectError("gateway is shutting down", Code.Unavailable));
-      return "draining";
+      return { kind: "draining" };
     }
     const upstream = proxy.upstreamOf(req, path);
     if (upstream !== undefined) {
       applyDeadline(req.headers, path, deadline);
       proxy.forward(req, res, upstream);
-      return "native";
+      return { kind: "native", rpc: path };
     }
-    await transcode(req, res);
-    return "rest";
+    const rpc = await transcode(req, res);
+    return rpc === undefined ? { kind: "rest" } : { kind: "rest", rpc };
   };
 
   const handle: DualHandler = (req, res) => {
@@ -181,11 +200,12 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     req.headers["x-request-id"] = requestId;
     res.setHeader("x-request-id", requestId);
     inFlight.track(res);
-    let kind = "rest";
+    let served: Served = { kind: "rest" };
     res.once("close", () => {
       const durationMs = performance.now() - started;
-      requests.inc({ kind, status: String(res.statusCode) });
-      latency.observe({ kind }, durationMs / 1000);
+      const { kind, rpc = "" } = served;
+      requests.inc({ kind, rpc, status: String(res.statusCode) });
+      latency.observe({ kind, rpc }, durationMs / 1000);
       log.info(
         {
           method: req.method,
@@ -194,13 +214,14 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
           durationMs: Math.round(durationMs * 100) / 100,
           requestId,
           kind,
+          ...(rpc === "" ? {} : { rpc }),
         },
         "request",
       );
     });
     route(req, res, path).then(
-      (k) => {
-        kind = k;
+      (s) => {
+        served = s;
       },
       (err: unknown) => {
         log.error({ err, path }, "request failed");
@@ -216,6 +237,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     health,
     inFlight,
     handle,
+    upgrade,
     release: () => {
       for (const upstream of byUrl.values()) upstream.close();
     },

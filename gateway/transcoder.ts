@@ -1,15 +1,17 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { HttpBody } from "../gen/google/api/httpbody_pb.ts";
 import type { Authenticate } from "../kit/auth/auth-interceptor.ts";
 import { methodPath } from "../kit/call-policy.ts";
 import type { Log } from "../kit/log.ts";
 import { sendError } from "./http-error.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import type { RouteTable } from "./route-table.ts";
-import type { Upstream } from "./upstream.ts";
+import { type RouteTable, rpcName } from "./route-table.ts";
+import { isHttpBody, relayServerStream, relayUpload } from "./streaming.ts";
+import { responseMetadataOf, type Upstream } from "./upstream.ts";
 
 /** A request and response of either HTTP version (node's compat API). */
 export type GatewayRequest = IncomingMessage | Http2ServerRequest;
@@ -34,15 +36,31 @@ export interface TranscoderOptions {
   readonly authenticate: Authenticate;
   /** The deadline of a call, by request path ("/pkg.Service/Method"). */
   readonly deadlineOf: (path: string) => number;
+  /** The largest JSON request body. */
   readonly maxBodyBytes: number;
+  /** The largest content of one upload to a client-streaming RPC. */
+  readonly maxUploadBytes: number;
   readonly log: Log;
 }
 
-/** Serves one JSON/HTTP request; never rejects (every failure becomes a JSON error response). */
-export type Transcoder = (req: GatewayRequest, res: GatewayResponse) => Promise<void>;
+/**
+ * Serves one JSON/HTTP request and resolves with the path of the RPC it routed to
+ * ("/pkg.Service/Method"), if any; never rejects (every failure becomes a JSON error response).
+ */
+export type Transcoder = (req: GatewayRequest, res: GatewayResponse) => Promise<string | undefined>;
 
 // Request headers that travel to the upstream service with the call.
 const forwardedHeaders = ["authorization", "traceparent", "tracestate", "x-request-id"] as const;
+
+/** The request headers a REST or WebSocket call forwards to its upstream as metadata. */
+export function forwardedHeadersOf(req: { headers: IncomingHttpHeaders }): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of forwardedHeaders) {
+    const value = req.headers[name];
+    if (typeof value === "string") headers[name] = value;
+  }
+  return headers;
+}
 
 /**
  * Creates the REST side of the gateway: matches a request to its `google.api.http` route,
@@ -50,9 +68,14 @@ const forwardedHeaders = ["authorization", "traceparent", "tracestate", "x-reque
  * upstream in binary Connect and answers with the response message in the JSON mapping.
  */
 export function createTranscoder(options: TranscoderOptions): Transcoder {
-  const { routes, upstreams, authenticate, deadlineOf, maxBodyBytes, log } = options;
+  const { routes, upstreams, authenticate, deadlineOf, maxBodyBytes, maxUploadBytes, log } =
+    options;
 
-  return async (req, res) => {
+  const serve = async (
+    req: GatewayRequest,
+    res: GatewayResponse,
+    seen: { rpc?: string },
+  ): Promise<void> => {
     try {
       const url = new URL(req.url ?? "/", "http://gateway");
       const match = routes.match(req.method ?? "GET", url.pathname);
@@ -69,16 +92,37 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       }
       const { route, bindings } = match;
       const method = route.method;
-      if (method.methodKind !== "unary") {
-        sendError(
-          res,
-          new ConnectError("streaming over REST is not available yet", Code.Unimplemented),
+      const path = methodPath(method);
+      seen.rpc = path;
+      if (method.methodKind === "bidi_streaming") {
+        const err = new ConnectError(
+          `${rpcName(method)} is bidirectional streaming: open a WebSocket on ${url.pathname}`,
+          Code.InvalidArgument,
         );
+        sendError(res, err, {
+          status: 426,
+          headers: { upgrade: "websocket", connection: "Upgrade" },
+        });
         return;
       }
       const upstream = upstreams.get(method.parent.typeName);
       if (upstream === undefined) throw new Error(`no upstream for ${method.parent.typeName}`);
+      const headers = forwardedHeadersOf(req);
+      // Refused here, the call costs the upstream nothing; it checks the token again anyway.
+      await authenticate(method, new Headers(headers));
+      const abort = new AbortController();
+      res.once("close", () => abort.abort());
+      const call = { headers, timeoutMs: deadlineOf(path), signal: abort.signal };
 
+      if (method.methodKind === "client_streaming") {
+        await relayUpload(
+          { route, upstream, path, options: call },
+          { bindings, query: url.searchParams, maxUploadBytes },
+          req,
+          res,
+        );
+        return;
+      }
       const bytes = await readBody(req, maxBodyBytes);
       if (bytes === "too-large") {
         sendError(res, tooLarge(maxBodyBytes), {
@@ -109,26 +153,29 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
         }
       }
       const message = bindRequest(route, bindings, url.searchParams, body);
-
-      const headers: Record<string, string> = {};
-      for (const name of forwardedHeaders) {
-        const value = req.headers[name];
-        if (typeof value === "string") headers[name] = value;
+      if (method.methodKind === "server_streaming") {
+        await relayServerStream({ route, upstream, path, options: call }, message, req, res);
+        return;
       }
-      // Refused here, the call costs the upstream nothing; it checks the token again anyway.
-      await authenticate(method, new Headers(headers));
-
-      const path = methodPath(method);
-      const abort = new AbortController();
-      res.once("close", () => abort.abort());
-      const result = await upstream.unary(path, toBinary(method.input, message), {
-        headers,
-        timeoutMs: deadlineOf(path),
-        signal: abort.signal,
-      });
+      const result = await upstream.unary(path, toBinary(method.input, message), call);
       const output = fromBinary(method.output, result.message);
+      const metadata = responseMetadataOf(result.headers);
+      if (isHttpBody(method.output)) {
+        const { contentType, data } = output as HttpBody;
+        res.writeHead(200, {
+          ...metadata,
+          "content-type": contentType || "application/octet-stream",
+          "cache-control": "no-store",
+        });
+        res.end(data);
+        return;
+      }
       const json = JSON.stringify(bindResponse(route, output));
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+      res.writeHead(200, {
+        ...metadata,
+        "content-type": "application/json",
+        "cache-control": "no-store",
+      });
       res.end(json);
     } catch (err) {
       const error = ConnectError.from(err);
@@ -144,6 +191,12 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
         challenge === null ? {} : { headers: { "www-authenticate": challenge } },
       );
     }
+  };
+
+  return async (req, res) => {
+    const seen: { rpc?: string } = {};
+    await serve(req, res, seen);
+    return seen.rpc;
   };
 }
 

@@ -1,10 +1,17 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import {
+  codeFromHttpStatus,
+  endStreamFlag,
+  endStreamFromJson,
+  errorFromJsonBytes,
+} from "@connectrpc/connect/protocol-connect";
 import type { Log } from "../kit/log.ts";
+import { drainedOrClosed } from "../kit/node-http.ts";
 
-/** What an upstream unary call sends besides the message. */
-export interface UnaryCallOptions {
+/** What an upstream call sends besides its messages. */
+export interface CallOptions {
   /** Request headers to forward (lower-case names), such as authorization and traceparent. */
   readonly headers: Readonly<Record<string, string>>;
   /** The remaining deadline; the call is aborted when it runs out. */
@@ -19,6 +26,27 @@ export interface UnaryResult {
   readonly message: Uint8Array;
 }
 
+/**
+ * A streaming call in progress (client, server or bidirectional streaming): request messages
+ * go out as they are sent, response messages come in as they arrive, with backpressure both
+ * ways.
+ */
+export interface StreamCall {
+  /** Sends one encoded request message; resolves once the upstream can take more. */
+  send(message: Uint8Array): Promise<void>;
+  /** Ends the request side: the upstream has every message. */
+  end(): void;
+  /** Resolves with the response headers; rejects with the call's error if it fails first. */
+  readonly headers: Promise<http2.IncomingHttpHeaders>;
+  /**
+   * The encoded response messages, in order. Ends when the upstream ends the stream
+   * successfully; throws the upstream's ConnectError when it ends with an error.
+   */
+  readonly responses: AsyncIterable<Uint8Array>;
+  /** Abandons the call: the upstream sees it cancelled; sends and reads fail with `reason`. */
+  cancel(reason: ConnectError): void;
+}
+
 /** One upstream service address with one pooled HTTP/2 session. */
 export interface Upstream {
   readonly baseUrl: string;
@@ -28,14 +56,19 @@ export interface Upstream {
    * Calls a unary method with the Connect protocol in binary; resolves with the response
    * bytes or rejects with the upstream's ConnectError (Unavailable when it cannot be reached).
    */
-  unary(path: string, body: Uint8Array, options: UnaryCallOptions): Promise<UnaryResult>;
+  unary(path: string, body: Uint8Array, options: CallOptions): Promise<UnaryResult>;
+  /**
+   * Opens a streaming call with the Connect protocol in binary; failures to reach the upstream
+   * surface as Unavailable from `send`, `headers` and `responses`.
+   */
+  stream(path: string, options: CallOptions): StreamCall;
   /** Closes the session; calls in flight finish first. */
   close(): void;
 }
 
 /** Options of createUpstream. */
 export interface UpstreamOptions {
-  /** The largest response body accepted from the upstream. */
+  /** The largest response message (or unary response body) accepted from the upstream. */
   readonly maxResponseBytes: number;
   readonly log: Log;
 }
@@ -72,18 +105,29 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     return s;
   }
 
-  function unary(path: string, body: Uint8Array, call: UnaryCallOptions): Promise<UnaryResult> {
+  /** Opens the HTTP/2 stream of a Connect call; throws when no session can be had. */
+  function open(
+    path: string,
+    call: CallOptions,
+    headers: http2.OutgoingHttpHeaders,
+  ): http2.ClientHttp2Stream {
+    if (closed) throw new Error("gateway is shutting down");
+    return session().request({
+      ":method": "POST",
+      ":path": path,
+      ...call.headers,
+      ...headers,
+      "connect-protocol-version": "1",
+      "connect-timeout-ms": String(Math.max(1, Math.ceil(call.timeoutMs))),
+    });
+  }
+
+  function unary(path: string, body: Uint8Array, call: CallOptions): Promise<UnaryResult> {
     return new Promise((resolve, reject) => {
       let stream: http2.ClientHttp2Stream;
       try {
-        if (closed) throw new Error("gateway is shutting down");
-        stream = session().request({
-          ":method": "POST",
-          ":path": path,
-          ...call.headers,
+        stream = open(path, call, {
           "content-type": "application/proto",
-          "connect-protocol-version": "1",
-          "connect-timeout-ms": String(Math.max(1, Math.ceil(call.timeoutMs))),
           "content-length": String(body.byteLength),
         });
       } catch (err) {
@@ -94,8 +138,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
       const settle = (fn: () => void) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        call.signal?.removeEventListener("abort", onAbort);
+        unwatch();
         fn();
       };
       const abort = (err: ConnectError) =>
@@ -103,13 +146,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           stream.close(http2.constants.NGHTTP2_CANCEL);
           reject(err);
         });
-      const timer = setTimeout(
-        () => abort(new ConnectError("the upstream call ran out of time", Code.DeadlineExceeded)),
-        call.timeoutMs,
-      );
-      const onAbort = () => abort(new ConnectError("the client went away", Code.Canceled));
-      call.signal?.addEventListener("abort", onAbort, { once: true });
-      if (call.signal?.aborted) onAbort();
+      const unwatch = watchCall(call, abort);
 
       let status = 0;
       let headers: http2.IncomingHttpHeaders = {};
@@ -155,16 +192,211 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     });
   }
 
+  function stream(path: string, call: CallOptions): StreamCall {
+    let failure: ConnectError | undefined;
+    let stream: http2.ClientHttp2Stream | undefined;
+    try {
+      stream = open(path, call, { "content-type": "application/connect+proto" });
+    } catch (err) {
+      failure = unavailable(baseUrl, err);
+    }
+    const fail = (err: ConnectError) => {
+      if (failure !== undefined) return;
+      failure = err;
+      finish();
+      if (stream !== undefined && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    };
+    const finish = watchCall(call, fail);
+
+    const live = stream;
+    const headers = new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      if (live === undefined || failure !== undefined) {
+        reject(failure);
+        return;
+      }
+      live.once("response", resolve);
+      live.once("close", () => reject(failure ?? unavailable(baseUrl, "stream closed")));
+    });
+    // Observed by `responses` and `send`; a caller that reads neither must not see a rejection.
+    headers.catch(() => {});
+    live?.on("error", (err) => fail(unavailable(baseUrl, err)));
+
+    async function* responses(): AsyncGenerator<Uint8Array> {
+      if (live === undefined) throw failure;
+      const response = await headers;
+      const status = Number(response[":status"]);
+      if (status !== 200) {
+        const bytes = await readAll(live, maxErrorBytes);
+        const metadata = metadataOf(response);
+        const fallback = new ConnectError(
+          `upstream answered HTTP ${status}`,
+          codeFromHttpStatus(status),
+          metadata,
+        );
+        finish();
+        throw errorFromJsonBytes(bytes, metadata, fallback);
+      }
+      try {
+        for await (const envelope of readEnvelopes(live, options.maxResponseBytes)) {
+          if ((envelope.flags & endStreamFlag) === endStreamFlag) {
+            const end = endStreamFromJson(envelope.data);
+            finish();
+            if (end.error !== undefined) throw end.error;
+            return;
+          }
+          if ((envelope.flags & compressedFlag) !== 0) {
+            throw new ConnectError("upstream sent a compressed message unasked", Code.Internal);
+          }
+          yield envelope.data;
+        }
+      } catch (err) {
+        if (failure !== undefined) throw failure;
+        if (err instanceof ConnectError) {
+          fail(err);
+          throw err;
+        }
+        fail(unavailable(baseUrl, err));
+        throw failure;
+      }
+      throw (
+        failure ?? new ConnectError("upstream ended the stream without its end", Code.Unavailable)
+      );
+    }
+
+    return {
+      async send(message) {
+        if (live === undefined || failure !== undefined) throw failure;
+        if (!live.write(encodeEnvelope(0, message))) await drainedOrClosed(live);
+        if (failure !== undefined) throw failure;
+        if (live.closed) throw unavailable(baseUrl, "stream closed");
+      },
+      end() {
+        if (live !== undefined && failure === undefined) live.end();
+      },
+      headers,
+      responses: { [Symbol.asyncIterator]: responses },
+      cancel: fail,
+    };
+  }
+
   return {
     baseUrl,
     session,
     unary,
+    stream,
     close() {
       closed = true;
       current?.close();
       current = undefined;
     },
   };
+}
+
+// Response headers that describe the upstream hop itself, not the call's metadata.
+const hopHeaders = new Set([
+  "content-type",
+  "content-length",
+  "content-encoding",
+  "accept-encoding",
+  "connect-accept-encoding",
+  "connect-content-encoding",
+  "date",
+  "server",
+  "vary",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+]);
+
+/**
+ * The response metadata of an upstream call as HTTP response headers for a REST client: the
+ * headers the service set, without pseudo-headers and headers of the hop.
+ */
+export function responseMetadataOf(headers: http2.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(":") || hopHeaders.has(name)) continue;
+    out[name] = Array.isArray(value) ? value.join(", ") : String(value);
+  }
+  return out;
+}
+
+// Connect's enveloped messages: one flags byte, a 32-bit big-endian length, the message.
+const compressedFlag = 0b1;
+const envelopeHeaderBytes = 5;
+
+/**
+ * Splits a byte stream into enveloped messages; throws ResourceExhausted past `max` bytes.
+ * A message spread over many chunks is joined once, when it is complete.
+ */
+async function* readEnvelopes(
+  stream: AsyncIterable<unknown>,
+  max: number,
+): AsyncGenerator<{ flags: number; data: Uint8Array }> {
+  let pending: Buffer[] = [];
+  let size = 0;
+  // The length of the message being received, once its header is in.
+  let needed = envelopeHeaderBytes;
+  for await (const chunk of stream) {
+    pending.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    while (size >= needed) {
+      let buffer = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, size);
+      pending = [buffer];
+      if (needed === envelopeHeaderBytes) {
+        const length = buffer.readUInt32BE(1);
+        if (length > max) {
+          throw new ConnectError(
+            `upstream message larger than ${max} bytes`,
+            Code.ResourceExhausted,
+          );
+        }
+        needed = envelopeHeaderBytes + length;
+        if (size < needed) break;
+      }
+      const flags = buffer[0] as number;
+      yield { flags, data: buffer.subarray(envelopeHeaderBytes, needed) };
+      buffer = buffer.subarray(needed);
+      pending = buffer.length > 0 ? [buffer] : [];
+      size = buffer.length;
+      needed = envelopeHeaderBytes;
+    }
+  }
+  if (size > 0) {
+    throw new ConnectError("upstream stream ended inside a message", Code.Unavailable);
+  }
+}
+
+/** Reads a stream to its end, keeping at most `max` bytes. */
+async function readAll(stream: http2.ClientHttp2Stream, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    if (size >= max) continue;
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return Buffer.concat(chunks).subarray(0, max);
+}
+
+/**
+ * Fails a call with DeadlineExceeded when its time runs out and with Canceled when its signal
+ * aborts; returns the function that stops watching once the call has settled.
+ */
+function watchCall(call: CallOptions, fail: (err: ConnectError) => void): () => void {
+  const timer = setTimeout(
+    () => fail(new ConnectError("the upstream call ran out of time", Code.DeadlineExceeded)),
+    call.timeoutMs,
+  );
+  const onAbort = () => fail(new ConnectError("the client went away", Code.Canceled));
+  const unwatch = () => {
+    clearTimeout(timer);
+    call.signal?.removeEventListener("abort", onAbort);
+  };
+  call.signal?.addEventListener("abort", onAbort, { once: true });
+  // Later, not now: the caller holds the returned function only once this has returned.
+  if (call.signal?.aborted) queueMicrotask(onAbort);
+  return unwatch;
 }
 
 /** Response headers without HTTP/2 pseudo-headers, as error metadata. */

@@ -2,6 +2,7 @@ import { once } from "node:events";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** A request handler that serves both HTTP/1.1 and HTTP/2 (compat API) requests. */
@@ -9,6 +10,9 @@ export type DualHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
+
+/** Takes an HTTP/1.1 request that asks to switch protocols, with the connection's socket. */
+export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 /** One TCP port serving HTTP/1.1 and cleartext HTTP/2 (prior knowledge) with one handler. */
 export interface DualListener {
@@ -30,8 +34,9 @@ const h2PrefacePrefix = Buffer.from("PRI");
  * Creates the listener every protomesh process uses, so that one port accepts gRPC (HTTP/2),
  * Connect and gRPC-Web (either version) and plain HTTP/1.1 for health and metrics.
  */
-export function createDualListener(handle: DualHandler): DualListener {
+export function createDualListener(handle: DualHandler, upgrade?: UpgradeHandler): DualListener {
   const h1 = http.createServer(handle);
+  if (upgrade !== undefined) h1.on("upgrade", upgrade);
   // Slowloris guard: a client gets this long to send its request headers.
   h1.headersTimeout = 30_000;
   h1.requestTimeout = 0;

@@ -1,7 +1,7 @@
 import type { ServerConfig } from "./config.ts";
 import type { HealthState } from "./health.ts";
 import type { InFlight } from "./in-flight.ts";
-import { createDualListener, type DualHandler } from "./listener.ts";
+import { createDualListener, type DualHandler, type UpgradeHandler } from "./listener.ts";
 import type { Log } from "./log.ts";
 
 /** How long requests still running after the grace period get to send their final status. */
@@ -27,6 +27,8 @@ export interface ServingOptions {
   readonly health: HealthState;
   readonly inFlight: InFlight;
   readonly handle: DualHandler;
+  /** Takes HTTP/1.1 upgrade requests (WebSocket); without it they are ordinary requests. */
+  readonly upgrade?: UpgradeHandler;
   /** Cancels what still runs once the grace period is over, so it can answer before closing. */
   readonly abandon?: () => void;
   /** Releases what the server holds (upstream connections, …) once it is closed. */
@@ -36,7 +38,7 @@ export interface ServingOptions {
 /** Creates the lifecycle shared by the services and the gateway: one port, graceful drain. */
 export function createServing(options: ServingOptions): Serving {
   const { config, log, health, inFlight } = options;
-  const listener = createDualListener(options.handle);
+  const listener = createDualListener(options.handle, options.upgrade);
   let draining = false;
   return {
     get draining() {

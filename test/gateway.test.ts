@@ -9,6 +9,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -31,6 +32,8 @@ beforeAll(async () => {
     env: {
       USER_SERVICE_URL: user.url,
       TASK_SERVICE_URL: task.url,
+      // Not an inference service: its calls are answered Unimplemented, deterministically.
+      INFERENCE_SERVICE_URL: task.url,
       MAX_BODY_BYTES: String(maxBodyBytes),
       CORS_ORIGINS: `${appOrigin},http://localhost:5173`,
       CORS_ALLOW_CREDENTIALS: "true",
@@ -174,16 +177,36 @@ describe("REST through the gateway", () => {
     expect(getMeCalls().some((l) => l.traceId === traceOf(refusedTrace))).toBe(false);
   });
 
-  it("answers a streaming route with 501 for now", async () => {
-    const res = await fetch(`${gateway.url}/v1/conversations/c1:ask`, {
+  it("refuses streaming calls without a token at the edge: event streams and WebSockets", async () => {
+    const ask = await fetch(`${gateway.url}/v1/conversations/c1:ask`, {
       method: "POST",
-      ...json({ question: "why?" }),
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify({ question: "why?" }),
     });
-    expect(res.status).toBe(501);
-    expect(await res.json()).toMatchObject({
-      code: Code.Unimplemented,
-      message: "streaming over REST is not available yet",
-    });
+    expect(ask.status).toBe(401);
+    expect(ask.headers.get("www-authenticate")).toBe("Bearer");
+
+    const chatUrl = `${gateway.url.replace("http", "ws")}/v1/conversations/c1:chat`;
+    const refusal = (protocols: string[]) =>
+      new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(chatUrl, protocols);
+        ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once("open", () => reject(new Error("the WebSocket opened without a valid token")));
+      });
+    expect(await refusal([])).toBe(401);
+    expect(await refusal(["json", "bearer.not-a-token"])).toBe(401);
+
+    // A valid token as a subprotocol (what browsers can send) opens the socket; the upstream
+    // here does not serve the inference service, so the call itself fails with its code.
+    const token = await tokenFor("chat@example.com");
+    const ws = new WebSocket(chatUrl, ["json", `bearer.${token}`]);
+    const frames: unknown[] = [];
+    ws.on("message", (data) => frames.push(JSON.parse(String(data))));
+    ws.once("open", () => ws.send(JSON.stringify({ question: "hello?" })));
+    const code = await new Promise<number>((resolve) => ws.once("close", resolve));
+    expect(ws.protocol).toBe("json");
+    expect(frames).toEqual([{ error: expect.objectContaining({ code: Code.Unimplemented }) }]);
+    expect(code).toBe(4000 + Code.Unimplemented);
   });
 
   it("refuses an oversized chunked body (no Content-Length) with 413", async () => {
@@ -336,9 +359,19 @@ describe("CORS at the gateway", () => {
 describe("the gateway process", () => {
   it("logs one line per request and serves /readyz and /metrics", async () => {
     expect((await fetch(`${gateway.url}/readyz`)).status).toBe(200);
+    // Counted per RPC: REST calls by the RPC they reached, unknown routes under no RPC.
+    expect((await fetch(`${gateway.url}/.well-known/jwks.json`)).status).toBe(200);
+    expect((await fetch(`${gateway.url}/v1/nowhere`)).status).toBe(404);
     const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
-    expect(metrics).toContain("gateway_http_requests_total");
+    expect(metrics).toMatch(
+      /gateway_http_requests_total\{kind="rest",rpc="\/protomesh\.user\.v1\.UserService\/GetJwks",status="200"\} [1-9]/,
+    );
+    expect(metrics).toMatch(/gateway_http_requests_total\{kind="rest",rpc="",status="404"\} [1-9]/);
     const line = gateway.logs.find((l) => l.msg === "request" && l.path === "/readyz");
     expect(line).toMatchObject({ method: "GET", status: 200 });
+    const rest = gateway.logs.find(
+      (l) => l.msg === "request" && l.path === "/.well-known/jwks.json",
+    );
+    expect(rest).toMatchObject({ kind: "rest", rpc: "/protomesh.user.v1.UserService/GetJwks" });
   });
 });
