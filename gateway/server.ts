@@ -23,6 +23,7 @@ import type { Runnable } from "../kit/run-process.ts";
 import { createServing } from "../kit/serving.ts";
 import type { GatewayConfig } from "./config.ts";
 import { applyCors, createCorsPolicy, routeMethodsOf } from "./cors.ts";
+import { createDocs } from "./docs.ts";
 import { sendError } from "./http-error.ts";
 import { createNativeProxy, rpcServiceOf } from "./native-proxy.ts";
 import { createRouteTable } from "./route-table.ts";
@@ -143,7 +144,10 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     return isRpc && !methods.includes("POST") ? [...methods, "POST"].sort() : methods;
   };
 
+  // /openapi.json and /docs: the document of these routes, built now, and Swagger UI.
+  const serveDocs = createDocs(routes);
   const serveOps = async (path: string, res: GatewayResponse): Promise<boolean> => {
+    if (await serveDocs(path, res)) return true;
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
       res.end("ok\n");

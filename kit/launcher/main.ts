@@ -65,8 +65,12 @@ process.on("SIGTERM", () => void stop(0));
 try {
   await mesh.ready;
   const lines = specs.map((s) => `  ${s.name.padEnd(10)} ${urlOf(s.port)}`);
+  const gateway = urlOf(config.GATEWAY_PORT);
   process.stdout.write(
-    `mesh | ready:\n${lines.join("\n")}\nmesh | gateway (REST, Connect, gRPC, reflection): ${urlOf(config.GATEWAY_PORT)}\n`,
+    `mesh | ready:\n${lines.join("\n")}\n` +
+      `mesh | gateway (REST, Connect, gRPC, reflection): ${gateway}\n` +
+      `mesh | API docs: ${gateway}/docs\n` +
+      `mesh | OpenAPI: ${gateway}/openapi.json\n`,
   );
 } catch (err) {
   process.stderr.write(`mesh | ${(err as Error).message}\nmesh | stopping the mesh\n`);
