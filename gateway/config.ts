@@ -3,6 +3,15 @@ import { authConfigShape } from "../kit/auth/remote-verifier.ts";
 import { flagSchema, serverConfigSchema } from "../kit/config.ts";
 import { corsOriginsSchema } from "./cors.ts";
 
+/** Base URLs of the instances of one service, comma-separated: at least one. */
+export function urlListSchema(defaultUrl: string) {
+  return z
+    .string()
+    .default(defaultUrl)
+    .transform((text) => text.split(",").map((url) => url.trim()))
+    .pipe(z.array(z.url()).min(1));
+}
+
 /**
  * The gateway's configuration: the shared server settings (port 8080), token verification,
  * where each upstream service answers, how large a REST request body may be, and which browser
@@ -10,9 +19,11 @@ import { corsOriginsSchema } from "./cors.ts";
  */
 export const gatewayConfigSchema = serverConfigSchema(8080).extend({
   ...authConfigShape,
-  TASK_SERVICE_URL: z.url().default("http://127.0.0.1:50052"),
-  FILE_SERVICE_URL: z.url().default("http://127.0.0.1:50053"),
-  INFERENCE_SERVICE_URL: z.url().default("http://127.0.0.1:50054"),
+  // Every instance of the service; the first one also serves the keys tokens are checked with.
+  USER_SERVICE_URL: urlListSchema("http://127.0.0.1:50051"),
+  TASK_SERVICE_URL: urlListSchema("http://127.0.0.1:50052"),
+  FILE_SERVICE_URL: urlListSchema("http://127.0.0.1:50053"),
+  INFERENCE_SERVICE_URL: urlListSchema("http://127.0.0.1:50054"),
   MAX_BODY_BYTES: z.coerce
     .number()
     .int()

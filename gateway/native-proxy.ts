@@ -1,21 +1,25 @@
 import http2 from "node:http2";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Log } from "../kit/log.ts";
+import type { ServiceUpstream } from "./service-upstream.ts";
 import type { GatewayRequest, GatewayResponse } from "./transcoder.ts";
 import type { Upstream } from "./upstream.ts";
 
 /** Forwards one native Connect, gRPC or gRPC-Web request to its upstream. */
 export interface NativeProxy {
   /** The upstream of a request for `/<package.Service>/<Method>` in an RPC protocol, if any. */
-  upstreamOf(req: GatewayRequest, path: string): Upstream | undefined;
-  /** Streams the request to the upstream and its response (with trailers) back. */
-  forward(req: GatewayRequest, res: GatewayResponse, upstream: Upstream): void;
+  upstreamOf(req: GatewayRequest, path: string): ServiceUpstream | undefined;
+  /**
+   * Streams the request to an instance of the upstream service and its response (with
+   * trailers) back; answers Unavailable in the client's protocol when no instance can take it.
+   */
+  forward(req: GatewayRequest, res: GatewayResponse, upstream: ServiceUpstream): void;
 }
 
 /** What the native proxy needs: the upstream of each routed service and a log. */
 export interface NativeProxyOptions {
-  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly upstreams: ReadonlyMap<string, ServiceUpstream>;
   readonly log: Log;
 }
 
@@ -45,7 +49,7 @@ export function rpcServiceOf(path: string): string | undefined {
 export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
   const { upstreams, log } = options;
 
-  function upstreamOf(req: GatewayRequest, path: string): Upstream | undefined {
+  function upstreamOf(req: GatewayRequest, path: string): ServiceUpstream | undefined {
     const service = rpcServiceOf(path);
     if (service === undefined) return undefined;
     const upstream = upstreams.get(service);
@@ -57,10 +61,23 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
     return undefined;
   }
 
-  function forward(req: GatewayRequest, res: GatewayResponse, upstream: Upstream): void {
+  function forward(req: GatewayRequest, res: GatewayResponse, service: ServiceUpstream): void {
+    service.acquire().then(
+      ({ upstream, done }) => forwardTo(req, res, upstream, done),
+      (err: unknown) => respondUnavailable(res, req.headers["content-type"] ?? "", err),
+    );
+  }
+
+  function forwardTo(
+    req: GatewayRequest,
+    res: GatewayResponse,
+    upstream: Upstream,
+    done: (failed: boolean) => void,
+  ): void {
     const type = req.headers["content-type"] ?? "";
     const isGrpc = /^application\/grpc(?!-web)/i.test(type);
     if (isGrpc && req.httpVersionMajor !== 2) {
+      done(false);
       res.writeHead(505, { "content-type": "text/plain; charset=utf-8" });
       res.end("gRPC needs HTTP/2; use gRPC-Web or Connect over HTTP/1.1\n");
       return;
@@ -81,9 +98,12 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
       stream = upstream.session().request(headers);
     } catch (err) {
       log.warn({ upstream: upstream.baseUrl, err }, "upstream session unavailable");
-      respondUnavailable(res, type);
+      done(true);
+      respondUnavailable(res, type, err);
       return;
     }
+    // Closed without response headers or an error (the client went away): no verdict.
+    stream.once("close", () => done(false));
     // The client went away: cancel the upstream call rather than let it run to its deadline.
     res.once("close", () => {
       if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -91,6 +111,10 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
     req.pipe(stream);
     stream.on("response", (upstreamHeaders) => {
       const status = Number(upstreamHeaders[":status"]);
+      // The instance is judged by its response headers: a gateway error status, or a gRPC
+      // trailers-only failure of the server's making, counts against it.
+      const grpcStatus = Number(upstreamHeaders["grpc-status"] ?? Number.NaN);
+      done(status >= 502 || failingGrpcStatuses.has(grpcStatus));
       const out: Record<string, string | string[]> = {};
       for (const [name, value] of Object.entries(upstreamHeaders)) {
         if (value === undefined || name.startsWith(":") || hopByHop.has(name)) continue;
@@ -110,18 +134,30 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
     });
     stream.on("error", (err) => {
       log.warn({ upstream: upstream.baseUrl, err }, "upstream stream failed");
+      done(true);
       if (res.headersSent) res.destroy();
-      else respondUnavailable(res, type);
+      else respondUnavailable(res, type, err);
     });
   }
 
   return { upstreamOf, forward };
 }
 
+const failingGrpcStatuses = new Set([
+  Code.Unknown,
+  Code.DeadlineExceeded,
+  Code.Internal,
+  Code.Unavailable,
+]);
+
 /** Tells the client in its own protocol that the upstream could not be reached. */
-function respondUnavailable(res: GatewayResponse, contentType: string): void {
+function respondUnavailable(res: GatewayResponse, contentType: string, cause: unknown): void {
   if (res.headersSent) return;
-  const message = "upstream service is unavailable";
+  // A breaker's or balancer's refusal says why; a connection failure says no more than this.
+  const message =
+    cause instanceof ConnectError && cause.code === Code.Unavailable
+      ? cause.rawMessage
+      : "upstream service is unavailable";
   if (/^application\/grpc/i.test(contentType)) {
     // A trailers-only response: the status travels in the headers (gRPC and gRPC-Web alike).
     res.writeHead(200, {

@@ -26,15 +26,16 @@ import { applyCors, createCorsPolicy, routeMethodsOf } from "./cors.ts";
 import { createDocs } from "./docs.ts";
 import { sendError } from "./http-error.ts";
 import { createNativeProxy, rpcServiceOf } from "./native-proxy.ts";
+import { createResilienceMetrics } from "./resilience-metrics.ts";
 import { createRouteTable } from "./route-table.ts";
+import { createServiceUpstream, type ServiceUpstream } from "./service-upstream.ts";
 import { createTranscoder, type GatewayResponse } from "./transcoder.ts";
-import { createUpstream, type Upstream } from "./upstream.ts";
 import { createWebSocketGateway } from "./websocket.ts";
 
-/** A service the gateway routes, and the base URL of the process that serves it. */
+/** A service the gateway routes, and the base URLs of the instances that serve it. */
 export interface GatewayTarget {
   readonly service: DescService;
-  readonly url: string;
+  readonly urls: readonly string[];
 }
 
 /** What the gateway is built from. */
@@ -48,10 +49,10 @@ export interface GatewayServerOptions {
 /** The mesh's services at the URLs of the gateway's configuration. */
 export function meshTargets(config: GatewayConfig): GatewayTarget[] {
   return [
-    { service: UserService, url: config.USER_SERVICE_URL },
-    { service: TaskService, url: config.TASK_SERVICE_URL },
-    { service: FileService, url: config.FILE_SERVICE_URL },
-    { service: InferenceService, url: config.INFERENCE_SERVICE_URL },
+    { service: UserService, urls: config.USER_SERVICE_URL },
+    { service: TaskService, urls: config.TASK_SERVICE_URL },
+    { service: FileService, urls: config.FILE_SERVICE_URL },
+    { service: InferenceService, urls: config.INFERENCE_SERVICE_URL },
   ];
 }
 
@@ -64,16 +65,18 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   const { config, log } = options;
   const targets = options.targets ?? meshTargets(config);
   const services = targets.map((target) => target.service);
-  // One pooled session per address, even when several services share one.
-  const byUrl = new Map<string, Upstream>();
-  const upstreams = new Map<string, Upstream>();
-  for (const { service, url } of targets) {
-    let upstream = byUrl.get(url);
-    if (upstream === undefined) {
-      upstream = createUpstream(url, { maxResponseBytes: config.MAX_MESSAGE_BYTES, log });
-      byUrl.set(url, upstream);
-    }
-    upstreams.set(service.typeName, upstream);
+  const metrics = createMetrics();
+  const resilience = createResilienceMetrics(metrics.registry);
+  const upstreams = new Map<string, ServiceUpstream>();
+  for (const { service, urls } of targets) {
+    upstreams.set(
+      service.typeName,
+      createServiceUpstream(service.typeName, urls, {
+        maxResponseBytes: config.MAX_MESSAGE_BYTES,
+        log,
+        events: resilience,
+      }),
+    );
   }
 
   const deadline: DeadlinePolicy = {
@@ -81,7 +84,6 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     maxMs: config.MAX_DEADLINE_MS,
     methodDefaults: methodTimeouts(services),
   };
-  const metrics = createMetrics();
   const requests = new Counter({
     name: "gateway_http_requests_total",
     help: "HTTP requests the gateway answered, by kind (rest, native, ops), RPC and status.",
@@ -97,7 +99,12 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   });
   const health = createHealth([]);
   const routes = createRouteTable(services);
-  const authenticate = createAuthenticator({ verifier: createRemoteVerifier(config, log), log });
+  // Tokens are checked with the keys of the first user service instance.
+  const verifier = createRemoteVerifier(
+    { ...config, USER_SERVICE_URL: config.USER_SERVICE_URL[0] as string },
+    log,
+  );
+  const authenticate = createAuthenticator({ verifier, log });
   const deadlineOf = (path: string) =>
     Math.min(deadline.methodDefaults?.get(path) ?? deadline.defaultMs, deadline.maxMs);
   const transcode = createTranscoder({
@@ -243,7 +250,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     handle,
     upgrade,
     release: () => {
-      for (const upstream of byUrl.values()) upstream.close();
+      for (const upstream of upstreams.values()) upstream.close();
     },
   });
 

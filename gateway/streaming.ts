@@ -9,15 +9,14 @@ import { errorBodyOf, sendError } from "./http-error.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
+import type { ServiceUpstream } from "./service-upstream.ts";
 import type { GatewayRequest, GatewayResponse } from "./transcoder.ts";
-import { type CallOptions, responseMetadataOf, type Upstream } from "./upstream.ts";
+import { type CallOptions, responseMetadataOf } from "./upstream.ts";
 
 /** One REST call of a streaming RPC: where it goes and with what. */
 export interface StreamingCall {
   readonly route: Route;
-  readonly upstream: Upstream;
-  /** The RPC's path, "/package.Service/Method". */
-  readonly path: string;
+  readonly upstream: ServiceUpstream;
   readonly options: CallOptions;
 }
 
@@ -39,9 +38,9 @@ export async function relayServerStream(
   req: GatewayRequest,
   res: GatewayResponse,
 ): Promise<void> {
-  const { route, upstream, path, options } = call;
+  const { route, upstream, options } = call;
   const output = route.method.output;
-  const stream = upstream.stream(path, options);
+  const stream = upstream.stream(route.method, options);
   await stream.send(toBinary(route.method.input, request));
   stream.end();
   const format = isHttpBody(output)
@@ -140,11 +139,11 @@ export async function relayUpload(
   req: GatewayRequest,
   res: GatewayResponse,
 ): Promise<void> {
-  const { route, upstream, path, options } = call;
+  const { route, upstream, options } = call;
   const { method } = route;
   const chunkField = route.bodyField;
-  if (chunkField === undefined) throw new Error(`${path} has no bytes body field`);
-  const stream = upstream.stream(path, options);
+  if (chunkField === undefined) throw new Error(`${method.name} has no bytes body field`);
+  const stream = upstream.stream(method, options);
   // Read from the start: an upstream that fails early stops the upload at once.
   const answer = lastMessageOf(stream.responses);
   answer.catch((err: unknown) => stream.cancel(ConnectError.from(err)));

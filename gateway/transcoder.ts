@@ -10,8 +10,9 @@ import { sendError } from "./http-error.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import { type RouteTable, rpcName } from "./route-table.ts";
+import type { ServiceUpstream } from "./service-upstream.ts";
 import { isHttpBody, relayServerStream, relayUpload } from "./streaming.ts";
-import { responseMetadataOf, type Upstream } from "./upstream.ts";
+import { responseMetadataOf } from "./upstream.ts";
 
 /** A request and response of either HTTP version (node's compat API). */
 export type GatewayRequest = IncomingMessage | Http2ServerRequest;
@@ -32,7 +33,7 @@ export interface GatewayResponse extends NodeJS.WritableStream {
 export interface TranscoderOptions {
   readonly routes: RouteTable;
   /** The upstream of each routed service, by its full name ("protomesh.user.v1.UserService"). */
-  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly upstreams: ReadonlyMap<string, ServiceUpstream>;
   readonly authenticate: Authenticate;
   /** The deadline of a call, by request path ("/pkg.Service/Method"). */
   readonly deadlineOf: (path: string) => number;
@@ -116,7 +117,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
 
       if (method.methodKind === "client_streaming") {
         await relayUpload(
-          { route, upstream, path, options: call },
+          { route, upstream, options: call },
           { bindings, query: url.searchParams, maxUploadBytes },
           req,
           res,
@@ -154,10 +155,10 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       }
       const message = bindRequest(route, bindings, url.searchParams, body);
       if (method.methodKind === "server_streaming") {
-        await relayServerStream({ route, upstream, path, options: call }, message, req, res);
+        await relayServerStream({ route, upstream, options: call }, message, req, res);
         return;
       }
-      const result = await upstream.unary(path, toBinary(method.input, message), call);
+      const result = await upstream.unary(method, toBinary(method.input, message), call);
       const output = fromBinary(method.output, result.message);
       const metadata = responseMetadataOf(result.headers);
       if (isHttpBody(method.output)) {

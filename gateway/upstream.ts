@@ -131,7 +131,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           "content-length": String(body.byteLength),
         });
       } catch (err) {
-        reject(unavailable(baseUrl, err));
+        reject(unanswered(unavailable(baseUrl, err)));
         return;
       }
       let settled = false;
@@ -187,7 +187,10 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           reject(errorFromJsonBytes(bytes, metadata, fallback));
         }),
       );
-      stream.on("error", (err) => settle(() => reject(unavailable(baseUrl, err))));
+      stream.on("error", (err) => {
+        const error = unavailable(baseUrl, err);
+        settle(() => reject(status === 0 ? unanswered(error) : error));
+      });
       stream.end(body);
     });
   }
@@ -198,7 +201,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     try {
       stream = open(path, call, { "content-type": "application/connect+proto" });
     } catch (err) {
-      failure = unavailable(baseUrl, err);
+      failure = unanswered(unavailable(baseUrl, err));
     }
     const fail = (err: ConnectError) => {
       if (failure !== undefined) return;
@@ -407,6 +410,20 @@ function metadataOf(headers: http2.IncomingHttpHeaders): Headers {
     for (const v of Array.isArray(value) ? value : [value]) out.append(name, String(v));
   }
   return out;
+}
+
+// Failures of calls that the upstream never answered: nothing of them reached a handler that
+// answered, so an idempotent call may go to another instance.
+const unansweredCalls = new WeakSet<ConnectError>();
+
+function unanswered(err: ConnectError): ConnectError {
+  unansweredCalls.add(err);
+  return err;
+}
+
+/** True for the failure of a call that got no response headers from the upstream. */
+export function wasUnanswered(err: unknown): boolean {
+  return err instanceof ConnectError && unansweredCalls.has(err);
 }
 
 function unavailable(baseUrl: string, cause: unknown): ConnectError {

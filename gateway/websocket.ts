@@ -11,8 +11,8 @@ import { errorBodyOf, httpStatusOf } from "./http-error.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
+import type { ServiceUpstream } from "./service-upstream.ts";
 import { forwardedHeadersOf, type TranscoderOptions } from "./transcoder.ts";
-import type { Upstream } from "./upstream.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
 export interface WebSocketGatewayOptions
@@ -96,14 +96,14 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     route: Route,
     bindings: ReadonlyMap<string, string>,
     query: URLSearchParams,
-    upstream: Upstream,
+    upstream: ServiceUpstream,
     headers: Record<string, string>,
   ): void {
     const { method } = route;
     const path = methodPath(method);
     const abort = new AbortController();
     const started = performance.now();
-    const stream = upstream.stream(path, {
+    const stream = upstream.stream(method, {
       headers,
       timeoutMs: deadlineOf(path),
       signal: abort.signal,

@@ -19,6 +19,10 @@ await runProcess("library", serverConfigSchema(0), (config, log) =>
           return { id: req.shelfId, theme: "poetry" };
         },
 
+        archiveBook(req) {
+          return { name: req.name, title: `archived: ${req.reason}` };
+        },
+
         async *streamBooks(req, ctx) {
           for (let i = 0; i < req.count; i++) {
             if (req.failAfter !== undefined && i === req.failAfter) {
@@ -42,9 +46,10 @@ await runProcess("library", serverConfigSchema(0), (config, log) =>
               throw new ConnectError("the book fell apart", Code.FailedPrecondition);
             }
             const n = Number(req.sizeBytes - sent < BigInt(chunk) ? req.sizeBytes - sent : chunk);
-            // Bytes that depend on their offset, so a reordered or lost chunk shows.
-            const data = new Uint8Array(n);
-            for (let i = 0; i < n; i++) data[i] = Number((sent + BigInt(i)) % 251n);
+            // Bytes that depend on their offset (offset mod 251), so a reordered or lost chunk
+            // shows.
+            const start = Number(sent % 251n);
+            const data = Uint8Array.from({ length: n }, (_, i) => (start + i) % 251);
             yield sent === 0n ? { contentType: req.contentType, data } : { data };
             sent += BigInt(n);
           }

@@ -1,0 +1,118 @@
+// The gateway in front of several instances of a service, between real processes: balancing,
+// retries of idempotent calls on another instance, outlier ejection, no retry of calls that are
+// not idempotent, and the circuit breaker failing fast while every instance is down.
+import { describe, expect, it } from "vitest";
+import { type StartedProcess, startProcess } from "./support/process.ts";
+
+const service = "protomesh.gatewaytest.v1.LibraryService";
+
+async function startPair(): Promise<{ a: StartedProcess; b: StartedProcess; gw: StartedProcess }> {
+  const a = await startProcess("gateway/testdata/library-server.js");
+  const b = await startProcess("gateway/testdata/library-server.js");
+  const gw = await startProcess("gateway/testdata/library-gateway.js", {
+    env: { LIBRARY_SERVICE_URL: `${a.url},${b.url}` },
+  });
+  return { a, b, gw };
+}
+
+/** The value of one metric sample on the gateway's /metrics, 0 when absent. */
+async function metric(gw: StartedProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{service="${service}"}`));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
+}
+
+const callsIn = (p: StartedProcess) => p.logs.filter((l) => l.msg === "call").length;
+
+describe("several instances behind the gateway", () => {
+  it("spreads calls over both instances", async () => {
+    const { a, b, gw } = await startPair();
+    for (let i = 0; i < 40; i++) {
+      expect((await fetch(`${gw.url}/v1/shelves/s${i}`)).status).toBe(200);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    expect(callsIn(a)).toBeGreaterThan(5);
+    expect(callsIn(b)).toBeGreaterThan(5);
+    await Promise.all([a.stop(), b.stop(), gw.stop()]);
+  });
+
+  it("loses no idempotent call under load when an instance is killed, and ejects it", async () => {
+    const { a, b, gw } = await startPair();
+    const statuses: number[] = [];
+    let running = true;
+    const worker = async (id: number) => {
+      for (let i = 0; running; i++) {
+        const res = await fetch(`${gw.url}/v1/shelves/w${id}-${i}`);
+        statuses.push(res.status);
+        await res.arrayBuffer();
+      }
+    };
+    const workers = [0, 1, 2, 3].map(worker);
+    await new Promise((r) => setTimeout(r, 500));
+    await b.stop("SIGKILL");
+    await new Promise((r) => setTimeout(r, 1500));
+    running = false;
+    await Promise.all(workers);
+    expect(statuses.length).toBeGreaterThan(50);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(await metric(gw, "gateway_upstream_ejections_total")).toBeGreaterThanOrEqual(1);
+    expect(await metric(gw, "gateway_upstream_retries_total")).toBeGreaterThanOrEqual(1);
+    await Promise.all([a.stop(), gw.stop()]);
+  });
+
+  it("never retries a call that is not idempotent", async () => {
+    const { a, b, gw } = await startPair();
+    await b.stop("SIGKILL");
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await fetch(`${gw.url}/v1/books/b${i}:archive`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ reason: "old" }),
+      });
+      statuses.push(res.status);
+    }
+    // The calls that went to the dead instance failed; none went again to the live one.
+    expect(statuses.filter((s) => s === 503).length).toBeGreaterThanOrEqual(1);
+    expect(statuses.filter((s) => s !== 200 && s !== 503)).toEqual([]);
+    expect(await metric(gw, "gateway_upstream_retries_total")).toBe(0);
+    await Promise.all([a.stop(), gw.stop()]);
+  });
+
+  it("opens the breaker when every instance is down, fails fast with 503, and closes once they are back", async () => {
+    const { a, b, gw } = await startPair();
+    const ports = [a.port, b.port];
+    await Promise.all([a.stop(), b.stop()]);
+    // Enough failed calls to open the breaker.
+    for (let i = 0; i < 30; i++) await (await fetch(`${gw.url}/v1/shelves/x`)).arrayBuffer();
+    expect(await metric(gw, "gateway_upstream_breaker_state")).toBe(2);
+    const timings: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      const started = performance.now();
+      const res = await fetch(`${gw.url}/v1/shelves/x`);
+      const body = (await res.json()) as { code: number; message: string };
+      timings.push(performance.now() - started);
+      expect(res.status).toBe(503);
+      expect(body).toMatchObject({ code: 14, message: expect.stringMatching(/circuit breaker/) });
+    }
+    timings.sort((x, y) => x - y);
+    expect(timings[98]).toBeLessThan(50);
+
+    const back = await Promise.all(
+      ports.map((port) =>
+        startProcess("gateway/testdata/library-server.js", { env: { PORT: String(port) } }),
+      ),
+    );
+    // After the reset timeout one call goes through (half-open); its success closes it.
+    let closed = false;
+    for (let i = 0; i < 100 && !closed; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const res = await fetch(`${gw.url}/v1/shelves/x`);
+      await res.arrayBuffer();
+      closed = res.status === 200;
+    }
+    expect(closed).toBe(true);
+    expect(await metric(gw, "gateway_upstream_breaker_state")).toBe(0);
+    await Promise.all([...back.map((p) => p.stop()), gw.stop()]);
+  });
+});
