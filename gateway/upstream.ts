@@ -178,13 +178,12 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
             resolve({ headers, message: bytes });
             return;
           }
-          const metadata = metadataOf(headers);
-          const fallback = new ConnectError(
-            `upstream answered HTTP ${status}`,
-            codeFromHttpStatus(status),
-            metadata,
-          );
-          reject(errorFromJsonBytes(bytes, metadata, fallback));
+          // Ended without response headers: the connection went away before any answer.
+          if (status === 0) {
+            reject(unanswered(unavailable(baseUrl, "stream ended without a response")));
+            return;
+          }
+          reject(errorOf(status, headers, bytes));
         }),
       );
       stream.on("error", (err) => {
@@ -230,14 +229,8 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
       const status = Number(response[":status"]);
       if (status !== 200) {
         const bytes = await readAll(live, maxErrorBytes);
-        const metadata = metadataOf(response);
-        const fallback = new ConnectError(
-          `upstream answered HTTP ${status}`,
-          codeFromHttpStatus(status),
-          metadata,
-        );
         finish();
-        throw errorFromJsonBytes(bytes, metadata, fallback);
+        throw errorOf(status, response, bytes);
       }
       try {
         for await (const envelope of readEnvelopes(live, options.maxResponseBytes)) {
@@ -400,6 +393,29 @@ function watchCall(call: CallOptions, fail: (err: ConnectError) => void): () => 
   // Later, not now: the caller holds the returned function only once this has returned.
   if (call.signal?.aborted) queueMicrotask(onAbort);
   return unwatch;
+}
+
+/**
+ * The error of a Connect response that is not a success: its JSON error body, or, for a body
+ * that is none (a proxy's error page), an error of the code the HTTP status maps to.
+ */
+function errorOf(
+  status: number,
+  headers: http2.IncomingHttpHeaders,
+  body: Uint8Array,
+): ConnectError {
+  const metadata = metadataOf(headers);
+  const fallback = new ConnectError(
+    `upstream answered HTTP ${status}`,
+    codeFromHttpStatus(status),
+    metadata,
+  );
+  try {
+    return errorFromJsonBytes(body, metadata, fallback);
+  } catch {
+    // errorFromJsonBytes throws the fallback when the body is not a Connect error.
+    return fallback;
+  }
 }
 
 /** Response headers without HTTP/2 pseudo-headers, as error metadata. */
