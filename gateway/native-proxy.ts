@@ -152,22 +152,35 @@ const failingGrpcStatuses = new Set([
 
 /** Tells the client in its own protocol that the upstream could not be reached. */
 function respondUnavailable(res: GatewayResponse, contentType: string, cause: unknown): void {
-  if (res.headersSent) return;
   // A breaker's or balancer's refusal says why; a connection failure says no more than this.
-  const message =
+  const error =
     cause instanceof ConnectError && cause.code === Code.Unavailable
-      ? cause.rawMessage
-      : "upstream service is unavailable";
+      ? cause
+      : new ConnectError("upstream service is unavailable", Code.Unavailable);
+  respondError(res, contentType, error);
+}
+
+/**
+ * Answers a native call with an error in the client's own protocol, the error's metadata as
+ * headers: a gRPC or gRPC-Web trailers-only response, else a Connect error.
+ */
+export function respondError(res: GatewayResponse, contentType: string, error: ConnectError): void {
+  if (res.headersSent) return;
+  const headers: Record<string, string> = {};
+  error.metadata.forEach((value, name) => {
+    headers[name] = value;
+  });
   if (/^application\/grpc/i.test(contentType)) {
     // A trailers-only response: the status travels in the headers (gRPC and gRPC-Web alike).
     res.writeHead(200, {
+      ...headers,
       "content-type": contentType.split(";")[0] ?? contentType,
-      "grpc-status": String(Code.Unavailable),
-      "grpc-message": message,
+      "grpc-status": String(error.code),
+      "grpc-message": encodeURIComponent(error.rawMessage),
     });
     res.end();
     return;
   }
-  res.writeHead(codeToHttpStatus(Code.Unavailable), { "content-type": "application/json" });
-  res.end(JSON.stringify({ code: codeToString(Code.Unavailable), message }));
+  res.writeHead(codeToHttpStatus(error.code), { ...headers, "content-type": "application/json" });
+  res.end(JSON.stringify({ code: codeToString(error.code), message: error.rawMessage }));
 }

@@ -10,7 +10,7 @@ import { TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
 import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
 import { createAuthenticator } from "../kit/auth/auth-interceptor.ts";
 import { createRemoteVerifier } from "../kit/auth/remote-verifier.ts";
-import { methodTimeouts } from "../kit/call-policy.ts";
+import { methodPath, methodTimeouts } from "../kit/call-policy.ts";
 import { applyDeadline, type DeadlinePolicy } from "../kit/deadline.ts";
 import { createHealth } from "../kit/health.ts";
 import { createInFlight } from "../kit/in-flight.ts";
@@ -25,11 +25,17 @@ import type { GatewayConfig } from "./config.ts";
 import { applyCors, createCorsPolicy, routeMethodsOf } from "./cors.ts";
 import { createDocs } from "./docs.ts";
 import { sendError } from "./http-error.ts";
-import { createNativeProxy, rpcServiceOf } from "./native-proxy.ts";
+import { createNativeProxy, respondError, rpcServiceOf } from "./native-proxy.ts";
+import { admit, clientKeyOf, createRateLimits } from "./rate-limit.ts";
 import { createResilienceMetrics } from "./resilience-metrics.ts";
 import { createRouteTable } from "./route-table.ts";
 import { createServiceUpstream, type ServiceUpstream } from "./service-upstream.ts";
-import { createTranscoder, type GatewayResponse } from "./transcoder.ts";
+import {
+  addressOf,
+  createTranscoder,
+  forwardedHeadersOf,
+  type GatewayResponse,
+} from "./transcoder.ts";
 import { createWebSocketGateway } from "./websocket.ts";
 
 /** A service the gateway routes, and the base URLs of the instances that serve it. */
@@ -105,6 +111,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     log,
   );
   const authenticate = createAuthenticator({ verifier, log });
+  const rateLimits = createRateLimits(config, { log, registry: metrics.registry });
   const deadlineOf = (path: string) =>
     Math.min(deadline.methodDefaults?.get(path) ?? deadline.defaultMs, deadline.maxMs);
   const transcode = createTranscoder({
@@ -114,6 +121,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     deadlineOf,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxUploadBytes: config.MAX_UPLOAD_BYTES,
+    rateLimits,
+    trustedProxies: config.RATE_LIMIT_TRUSTED_PROXIES,
     log,
   });
   const upgrade = createWebSocketGateway({
@@ -122,6 +131,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     authenticate,
     deadlineOf,
     maxMessageBytes: config.MAX_BODY_BYTES,
+    rateLimits,
+    trustedProxies: config.RATE_LIMIT_TRUSTED_PROXIES,
     draining: () => serving.draining,
     log,
   });
@@ -134,6 +145,27 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     },
     maxTimeoutMs: config.MAX_DEADLINE_MS,
   });
+
+  // A native call is limited like its REST form: per verified subject, else per client address.
+  // The service checks the token itself, so one that does not verify here only loses its subject.
+  const methods = new Map(services.flatMap((s) => s.methods.map((m) => [methodPath(m), m])));
+  const admitNative = async (
+    req: Parameters<DualHandler>[0],
+    res: Parameters<DualHandler>[1],
+    path: string,
+  ): Promise<void> => {
+    const method = methods.get(path);
+    if (method === undefined) return;
+    const headers = forwardedHeadersOf(req);
+    const identity =
+      headers.authorization === undefined
+        ? undefined
+        : await authenticate(method, new Headers(headers)).catch(() => undefined);
+    const client = clientKeyOf(identity?.userId, addressOf(req, config.RATE_LIMIT_TRUSTED_PROXIES));
+    for (const [name, value] of Object.entries(await admit(rateLimits.take(client, method)))) {
+      res.setHeader(name, value);
+    }
+  };
 
   const inFlight = createInFlight();
 
@@ -196,6 +228,12 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     const upstream = proxy.upstreamOf(req, path);
     if (upstream !== undefined) {
       applyDeadline(req.headers, path, deadline);
+      try {
+        await admitNative(req, res, path);
+      } catch (err) {
+        respondError(res, req.headers["content-type"] ?? "", ConnectError.from(err));
+        return { kind: "native", rpc: path };
+      }
       proxy.forward(req, res, upstream);
       return { kind: "native", rpc: path };
     }
@@ -251,6 +289,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     upgrade,
     release: () => {
       for (const upstream of upstreams.values()) upstream.close();
+      rateLimits.close().catch((err: unknown) => log.warn({ err }, "closing rate limits failed"));
     },
   });
 

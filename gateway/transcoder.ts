@@ -7,6 +7,7 @@ import type { Authenticate } from "../kit/auth/auth-interceptor.ts";
 import { methodPath } from "../kit/call-policy.ts";
 import type { Log } from "../kit/log.ts";
 import { sendError } from "./http-error.ts";
+import { accountOf, admit, clientAddressOf, clientKeyOf, type RateLimits } from "./rate-limit.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import { type RouteTable, rpcName } from "./route-table.ts";
@@ -41,6 +42,9 @@ export interface TranscoderOptions {
   readonly maxBodyBytes: number;
   /** The largest content of one upload to a client-streaming RPC. */
   readonly maxUploadBytes: number;
+  readonly rateLimits: RateLimits;
+  /** How many proxies in front of the gateway append to X-Forwarded-For. */
+  readonly trustedProxies: number;
   readonly log: Log;
 }
 
@@ -49,6 +53,11 @@ export interface TranscoderOptions {
  * ("/pkg.Service/Method"), if any; never rejects (every failure becomes a JSON error response).
  */
 export type Transcoder = (req: GatewayRequest, res: GatewayResponse) => Promise<string | undefined>;
+
+/** The client address of a request, for its rate limit (see clientAddressOf). */
+export function addressOf(req: GatewayRequest, trustedProxies: number): string | undefined {
+  return clientAddressOf(req.socket?.remoteAddress, req.headers["x-forwarded-for"], trustedProxies);
+}
 
 // Request headers that travel to the upstream service with the call.
 const forwardedHeaders = ["authorization", "traceparent", "tracestate", "x-request-id"] as const;
@@ -71,6 +80,10 @@ export function forwardedHeadersOf(req: { headers: IncomingHttpHeaders }): Recor
 export function createTranscoder(options: TranscoderOptions): Transcoder {
   const { routes, upstreams, authenticate, deadlineOf, maxBodyBytes, maxUploadBytes, log } =
     options;
+  const { rateLimits, trustedProxies } = options;
+  const setHeaders = (res: GatewayResponse, headers: Record<string, string>) => {
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  };
 
   const serve = async (
     req: GatewayRequest,
@@ -110,7 +123,9 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       if (upstream === undefined) throw new Error(`no upstream for ${method.parent.typeName}`);
       const headers = forwardedHeadersOf(req);
       // Refused here, the call costs the upstream nothing; it checks the token again anyway.
-      await authenticate(method, new Headers(headers));
+      const identity = await authenticate(method, new Headers(headers));
+      const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
+      setHeaders(res, await admit(rateLimits.take(client, method)));
       const abort = new AbortController();
       res.once("close", () => abort.abort());
       const call = { headers, timeoutMs: deadlineOf(path), signal: abort.signal };
@@ -154,6 +169,9 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
         }
       }
       const message = bindRequest(route, bindings, url.searchParams, body);
+      const account = accountOf(method, message);
+      if (account !== undefined)
+        setHeaders(res, await admit(rateLimits.takeAccount(account, method)));
       if (method.methodKind === "server_streaming") {
         await relayServerStream({ route, upstream, options: call }, message, req, res);
         return;
@@ -185,12 +203,9 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
         res.destroy();
         return;
       }
-      const challenge = error.metadata.get("www-authenticate");
-      sendError(
-        res,
-        error,
-        challenge === null ? {} : { headers: { "www-authenticate": challenge } },
-      );
+      // What the error says in its metadata (a challenge, rate-limit headers, the service's
+      // own) goes out as headers.
+      sendError(res, error, { headers: responseMetadataOf(Object.fromEntries(error.metadata)) });
     }
   };
 

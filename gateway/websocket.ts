@@ -8,15 +8,19 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type WebSocket, WebSocketServer } from "ws";
 import { methodPath } from "../kit/call-policy.ts";
 import { errorBodyOf, httpStatusOf } from "./http-error.ts";
+import { admit, clientKeyOf } from "./rate-limit.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
-import { forwardedHeadersOf, type TranscoderOptions } from "./transcoder.ts";
+import { addressOf, forwardedHeadersOf, type TranscoderOptions } from "./transcoder.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
 export interface WebSocketGatewayOptions
-  extends Pick<TranscoderOptions, "routes" | "upstreams" | "authenticate" | "deadlineOf" | "log"> {
+  extends Pick<
+    TranscoderOptions,
+    "routes" | "upstreams" | "authenticate" | "deadlineOf" | "rateLimits" | "trustedProxies" | "log"
+  > {
   /** The largest message a client may send in one frame. */
   readonly maxMessageBytes: number;
   /** True while the gateway drains: new sessions are refused with 503. */
@@ -39,6 +43,7 @@ const closeCodeBase = 4000;
  */
 export function createWebSocketGateway(options: WebSocketGatewayOptions) {
   const { routes, upstreams, authenticate, deadlineOf, maxMessageBytes, draining, log } = options;
+  const { rateLimits, trustedProxies } = options;
   const server = new WebSocketServer({
     noServer: true,
     maxPayload: maxMessageBytes,
@@ -69,7 +74,10 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     if (headers.authorization === undefined && token !== undefined) {
       headers.authorization = `Bearer ${token.slice(bearerProtocol.length)}`;
     }
-    await authenticate(method, new Headers(headers));
+    const identity = await authenticate(method, new Headers(headers));
+    // One token per session, not per message.
+    const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
+    await admit(rateLimits.take(client, method));
     server.handleUpgrade(req, socket, head, (ws) => {
       relay(ws, route, bindings, url.searchParams, upstream, headers);
     });
@@ -189,14 +197,18 @@ function protocolsOf(req: IncomingMessage): string[] {
 function refuse(socket: Duplex, error: ConnectError): void {
   const status = httpStatusOf(error.code);
   const body = JSON.stringify(errorBodyOf(error));
-  const challenge = error.metadata.get("www-authenticate");
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
     "content-type: application/json",
     "cache-control: no-store",
     `content-length: ${Buffer.byteLength(body)}`,
     "connection: close",
-    ...(challenge === null ? [] : [`www-authenticate: ${challenge}`]),
   ];
+  // The error's own headers: a challenge, rate-limit headers.
+  error.metadata.forEach((value, name) => {
+    if (name === "www-authenticate" || name === "retry-after" || name.startsWith("ratelimit-")) {
+      lines.push(`${name}: ${value}`);
+    }
+  });
   socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
 }

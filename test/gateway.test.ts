@@ -37,6 +37,10 @@ beforeAll(async () => {
       MAX_BODY_BYTES: String(maxBodyBytes),
       CORS_ORIGINS: `${appOrigin},http://localhost:5173`,
       CORS_ALLOW_CREDENTIALS: "true",
+      // This suite logs in many accounts from one address; test/gateway-rate-limit.test.ts
+      // covers the limits.
+      RATE_LIMITS: "auth=off",
+      RATE_LIMIT_ACCOUNT: "off",
     },
   });
 });
