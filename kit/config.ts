@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { registryConfigShape } from "./registry/config.ts";
 
 /** Thrown when the environment does not satisfy a process's configuration schema. */
 export class ConfigError extends Error {
@@ -74,6 +75,8 @@ const serverConfigShape = {
     .int()
     .positive()
     .default(4 * 1024 * 1024),
+  // Service discovery: static unless CONSUL_HTTP_ADDR is set (kit/registry).
+  ...registryConfigShape,
 };
 
 /** Configuration every server process has: the shared settings and its port. */

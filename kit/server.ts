@@ -14,6 +14,9 @@ import { createMetrics, type Metrics } from "./metrics.ts";
 import { type NodeRequest, type NodeResponse, pathOf } from "./node-http.ts";
 import { createObserveInterceptor } from "./observe-interceptor.ts";
 import { registerReflection } from "./reflection.ts";
+import { advertiseHost } from "./registry/config.ts";
+import { openRegistry } from "./registry/open-registry.ts";
+import type { Registry } from "./registry/registry.ts";
 import { createServing } from "./serving.ts";
 import { respondUnknownRoute } from "./unknown-route.ts";
 
@@ -43,6 +46,11 @@ export interface ServerOptions {
    */
   readonly interceptors?: readonly Interceptor[];
   readonly metrics?: Metrics;
+  /**
+   * Where the bound services are registered (by full protobuf name) once the server listens,
+   * and deregistered before it drains; by default the one the configuration asks for.
+   */
+  readonly registry?: Registry;
 }
 
 /** A running (or ready to run) protomesh server on one port. */
@@ -75,9 +83,12 @@ export function createServer(options: ServerOptions): Server {
     methodDefaults: methodTimeouts(options.services.map((b) => b.service)),
   };
   const metrics = options.metrics ?? createMetrics();
-  const health = createHealth(options.services.map((b) => b.service.typeName));
+  const serviceNames = options.services.map((b) => b.service.typeName);
+  const health = createHealth(serviceNames);
   const shutdown = new AbortController();
   const inFlight = createInFlight();
+  // Static (no-op) unless CONSUL_HTTP_ADDR is set; a registry passed in stays its owner's.
+  const registry = options.registry ?? openRegistry(config, log);
 
   const baseInterceptors = [createObserveInterceptor(log, metrics), createErrorInterceptor(log)];
   const serviceInterceptors = [...baseInterceptors, ...(options.interceptors ?? [])];
@@ -134,6 +145,14 @@ export function createServer(options: ServerOptions): Server {
     // Calls still running past the grace period are cancelled: their handlers see the signal
     // and answer Unavailable before the connections go.
     abandon: () => shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable)),
+    announce: {
+      register: (port) =>
+        registry.register({ services: serviceNames, host: advertiseHost(config), port }),
+      deregister: () => registry.deregister(),
+    },
+    release: () => {
+      if (options.registry === undefined) registry.close();
+    },
   });
 
   return {

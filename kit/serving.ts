@@ -9,15 +9,24 @@ const abandonGraceMs = 500;
 
 /** The listening and draining of one server process. */
 export interface Serving {
-  /** True from the moment close() is called. */
+  /** True from the moment close() has withdrawn the process from discovery. */
   readonly draining: boolean;
-  /** Starts listening and reports SERVING; resolves with the bound port. */
+  /** Starts listening, reports SERVING and announces the process; resolves with the port. */
   listen(): Promise<number>;
   /**
-   * Drains: NOT_SERVING at once, while the listener stays open so that health checks keep
-   * answering it; in-flight requests get the grace period; then every connection closes.
+   * Withdraws the process from discovery, then drains: NOT_SERVING at once, while the
+   * listener stays open so that health checks keep answering it; in-flight requests get the
+   * grace period; then every connection closes.
    */
   close(): Promise<void>;
+}
+
+/** How a process makes itself known to service discovery (kit/registry) and withdraws. */
+export interface Announcement {
+  /** Called once listening and SERVING, with the bound port; a rejection fails the start. */
+  register(port: number): Promise<void>;
+  /** Called first thing on close, before draining; it should not reject. */
+  deregister(): Promise<void>;
 }
 
 /** What a server process serves and what it does when it stops. */
@@ -33,12 +42,15 @@ export interface ServingOptions {
   readonly abandon?: () => void;
   /** Releases what the server holds (upstream connections, …) once it is closed. */
   readonly release?: () => void;
+  /** Registers the process once it listens and deregisters it before it drains. */
+  readonly announce?: Announcement;
 }
 
 /** Creates the lifecycle shared by the services and the gateway: one port, graceful drain. */
 export function createServing(options: ServingOptions): Serving {
   const { config, log, health, inFlight } = options;
   const listener = createDualListener(options.handle, options.upgrade);
+  let closing = false;
   let draining = false;
   return {
     get draining() {
@@ -47,11 +59,16 @@ export function createServing(options: ServingOptions): Serving {
     async listen() {
       const port = await listener.listen(config.PORT, config.HOST);
       health.setServing(true);
+      await options.announce?.register(port);
       log.info({ address: `${config.HOST}:${port}` }, "listening");
       return port;
     },
     async close() {
-      if (draining) return;
+      if (closing) return;
+      closing = true;
+      // Out of discovery first, while everything is still served: clients that have not yet
+      // heard of the deregistration keep being answered instead of refused.
+      await options.announce?.deregister();
       draining = true;
       health.setServing(false);
       log.info({ inFlight: inFlight.count }, "draining");
