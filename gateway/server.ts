@@ -19,6 +19,8 @@ import type { Log } from "../kit/log.ts";
 import { createMetrics } from "../kit/metrics.ts";
 import { pathOf } from "../kit/node-http.ts";
 import { registerReflection } from "../kit/reflection.ts";
+import { openRegistry } from "../kit/registry/open-registry.ts";
+import type { Watcher } from "../kit/registry/registry.ts";
 import type { Runnable } from "../kit/run-process.ts";
 import { createServing } from "../kit/serving.ts";
 import type { GatewayConfig } from "./config.ts";
@@ -73,15 +75,26 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   const services = targets.map((target) => target.service);
   const metrics = createMetrics();
   const resilience = createResilienceMetrics(metrics.registry);
+  // The instances of each service: the configured URLs (static), or what Consul reports
+  // healthy when CONSUL_HTTP_ADDR is set, followed as they change.
+  const registry = openRegistry(
+    config,
+    log,
+    Object.fromEntries(targets.map(({ service, urls }) => [service.typeName, urls])),
+  );
   const upstreams = new Map<string, ServiceUpstream>();
-  for (const { service, urls } of targets) {
-    upstreams.set(
-      service.typeName,
-      createServiceUpstream(service.typeName, urls, {
-        maxResponseBytes: config.MAX_MESSAGE_BYTES,
-        log,
-        events: resilience,
-      }),
+  const watchers: Watcher[] = [];
+  for (const { service } of targets) {
+    const upstream = createServiceUpstream(service.typeName, [], {
+      maxResponseBytes: config.MAX_MESSAGE_BYTES,
+      log,
+      events: resilience,
+    });
+    upstreams.set(service.typeName, upstream);
+    watchers.push(
+      registry.watch(service.typeName, (instances) =>
+        upstream.update(instances.map((instance) => instance.address)),
+      ),
     );
   }
 
@@ -288,6 +301,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     handle,
     upgrade,
     release: () => {
+      for (const watcher of watchers) watcher.close();
+      registry.close();
       for (const upstream of upstreams.values()) upstream.close();
       rateLimits.close().catch((err: unknown) => log.warn({ err }, "closing rate limits failed"));
     },
