@@ -3,6 +3,7 @@ import { authConfigShape } from "../kit/auth/remote-verifier.ts";
 import { flagSchema, serverConfigSchema } from "../kit/config.ts";
 import { corsOriginsSchema } from "./cors.ts";
 import { rateLimitConfigShape } from "./rate-limit.ts";
+import { resilienceConfigShape } from "./service-upstream.ts";
 
 /** Base URLs of the instances of one service, comma-separated: at least one. */
 export function urlListSchema(defaultUrl: string) {
@@ -21,6 +22,7 @@ export function urlListSchema(defaultUrl: string) {
 export const gatewayConfigSchema = serverConfigSchema(8080).extend({
   ...authConfigShape,
   ...rateLimitConfigShape,
+  ...resilienceConfigShape,
   // Every instance of the service; the first one also serves the keys tokens are checked with.
   USER_SERVICE_URL: urlListSchema("http://127.0.0.1:50051"),
   TASK_SERVICE_URL: urlListSchema("http://127.0.0.1:50052"),

@@ -31,7 +31,11 @@ import { createNativeProxy, respondError, rpcServiceOf } from "./native-proxy.ts
 import { admit, clientKeyOf, createRateLimits } from "./rate-limit.ts";
 import { createResilienceMetrics } from "./resilience-metrics.ts";
 import { createRouteTable } from "./route-table.ts";
-import { createServiceUpstream, type ServiceUpstream } from "./service-upstream.ts";
+import {
+  createServiceUpstream,
+  resiliencePolicyOf,
+  type ServiceUpstream,
+} from "./service-upstream.ts";
 import {
   addressOf,
   createTranscoder,
@@ -82,12 +86,14 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     log,
     Object.fromEntries(targets.map(({ service, urls }) => [service.typeName, urls])),
   );
+  const policy = resiliencePolicyOf(config);
   const upstreams = new Map<string, ServiceUpstream>();
   const watchers: Watcher[] = [];
   for (const { service } of targets) {
     const upstream = createServiceUpstream(service.typeName, [], {
       maxResponseBytes: config.MAX_MESSAGE_BYTES,
       log,
+      policy,
       events: resilience,
     });
     upstreams.set(service.typeName, upstream);
@@ -125,13 +131,11 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   );
   const authenticate = createAuthenticator({ verifier, log });
   const rateLimits = createRateLimits(config, { log, registry: metrics.registry });
-  const deadlineOf = (path: string) =>
-    Math.min(deadline.methodDefaults?.get(path) ?? deadline.defaultMs, deadline.maxMs);
   const transcode = createTranscoder({
     routes,
     upstreams,
     authenticate,
-    deadlineOf,
+    deadline,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxUploadBytes: config.MAX_UPLOAD_BYTES,
     rateLimits,
@@ -142,7 +146,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     routes,
     upstreams,
     authenticate,
-    deadlineOf,
+    deadline,
     maxMessageBytes: config.MAX_BODY_BYTES,
     rateLimits,
     trustedProxies: config.RATE_LIMIT_TRUSTED_PROXIES,

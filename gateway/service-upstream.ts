@@ -2,9 +2,22 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import CircuitBreaker from "opossum";
-import { type Balancer, createBalancer, type Lease } from "../kit/balance/balancer.ts";
-import { createRetryBudget, type RetryBudget } from "../kit/balance/retry-budget.ts";
+import { z } from "zod";
+import {
+  type Balancer,
+  createBalancer,
+  defaultEjectionPolicy,
+  type EjectionPolicy,
+  type Lease,
+} from "../kit/balance/balancer.ts";
+import {
+  createRetryBudget,
+  defaultRetryBudget,
+  type RetryBudget,
+  type RetryBudgetPolicy,
+} from "../kit/balance/retry-budget.ts";
 import { methodPath } from "../kit/call-policy.ts";
+import { millisSchema } from "../kit/config.ts";
 import {
   type CallOptions,
   createUpstream,
@@ -43,14 +56,68 @@ export interface ServiceUpstreamEvents {
   onBudgetExhausted?(service: string): void;
 }
 
+/** The resilience policy of every upstream service, from the gateway's configuration. */
+export interface ResiliencePolicy {
+  readonly breaker: BreakerPolicy;
+  readonly ejection: EjectionPolicy;
+  readonly retryBudget: RetryBudgetPolicy;
+  /** The first retry's backoff; each further retry doubles it, with full jitter. */
+  readonly retryBaseMs: number;
+  /** The longest backoff before a retry. */
+  readonly retryMaxMs: number;
+}
+
+const count = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const percent = (fallback: number) => z.coerce.number().int().min(1).max(100).default(fallback);
+
+/** The settings of the resilience policy, with their defaults (see the README's table). */
+export const resilienceConfigShape = {
+  UPSTREAM_BREAKER_ERROR_PERCENT: percent(defaultBreakerPolicy.errorThresholdPercentage),
+  UPSTREAM_BREAKER_MIN_CALLS: count(defaultBreakerPolicy.volumeThreshold),
+  UPSTREAM_BREAKER_WINDOW_MS: millisSchema.default(defaultBreakerPolicy.windowMs),
+  UPSTREAM_BREAKER_RESET_MS: millisSchema.default(defaultBreakerPolicy.resetTimeoutMs),
+  UPSTREAM_EJECT_AFTER_FAILURES: count(defaultEjectionPolicy.consecutiveFailures),
+  UPSTREAM_EJECT_BASE_MS: millisSchema.default(defaultEjectionPolicy.baseEjectionMs),
+  UPSTREAM_EJECT_MAX_MS: millisSchema.default(defaultEjectionPolicy.maxEjectionMs),
+  UPSTREAM_EJECT_MAX_PERCENT: percent(defaultEjectionPolicy.maxEjectedShare * 100),
+  UPSTREAM_RETRY_BUDGET_PERCENT: percent(defaultRetryBudget.ratio * 100),
+  UPSTREAM_RETRY_MIN_PER_WINDOW: count(defaultRetryBudget.minRetries),
+  UPSTREAM_RETRY_WINDOW_MS: millisSchema.default(defaultRetryBudget.windowMs),
+  UPSTREAM_RETRY_BACKOFF_MS: millisSchema.default(25),
+  UPSTREAM_RETRY_BACKOFF_MAX_MS: millisSchema.default(1_000),
+};
+
+/** The resilience policy a configuration describes. */
+export function resiliencePolicyOf(
+  config: Readonly<z.infer<z.ZodObject<typeof resilienceConfigShape>>>,
+): ResiliencePolicy {
+  return {
+    breaker: {
+      errorThresholdPercentage: config.UPSTREAM_BREAKER_ERROR_PERCENT,
+      volumeThreshold: config.UPSTREAM_BREAKER_MIN_CALLS,
+      windowMs: config.UPSTREAM_BREAKER_WINDOW_MS,
+      resetTimeoutMs: config.UPSTREAM_BREAKER_RESET_MS,
+    },
+    ejection: {
+      consecutiveFailures: config.UPSTREAM_EJECT_AFTER_FAILURES,
+      baseEjectionMs: config.UPSTREAM_EJECT_BASE_MS,
+      maxEjectionMs: config.UPSTREAM_EJECT_MAX_MS,
+      maxEjectedShare: config.UPSTREAM_EJECT_MAX_PERCENT / 100,
+    },
+    retryBudget: {
+      ratio: config.UPSTREAM_RETRY_BUDGET_PERCENT / 100,
+      minRetries: config.UPSTREAM_RETRY_MIN_PER_WINDOW,
+      windowMs: config.UPSTREAM_RETRY_WINDOW_MS,
+    },
+    retryBaseMs: config.UPSTREAM_RETRY_BACKOFF_MS,
+    retryMaxMs: config.UPSTREAM_RETRY_BACKOFF_MAX_MS,
+  };
+}
+
 /** Options of createServiceUpstream. */
 export interface ServiceUpstreamOptions extends UpstreamOptions {
-  readonly breaker?: BreakerPolicy;
+  readonly policy: ResiliencePolicy;
   readonly events?: ServiceUpstreamEvents;
-  /** The first retry's backoff; each further retry doubles it, with full jitter. */
-  readonly retryBaseMs?: number;
-  /** The longest backoff before a retry. */
-  readonly retryMaxMs?: number;
 }
 
 /**
@@ -103,11 +170,10 @@ export function createServiceUpstream(
   options: ServiceUpstreamOptions,
 ): ServiceUpstream {
   const { log, events } = options;
-  const policy = options.breaker ?? defaultBreakerPolicy;
-  const retryBaseMs = options.retryBaseMs ?? 25;
-  const retryMaxMs = options.retryMaxMs ?? 1_000;
+  const { breaker: policy, retryBaseMs, retryMaxMs } = options.policy;
   const instances = new Map<string, Upstream>();
   const balancer: Balancer<Upstream> = createBalancer({
+    ejection: options.policy.ejection,
     events: {
       onEject: (upstream, ms) => {
         log.warn({ service, upstream: upstream.baseUrl, ms }, "instance ejected");
@@ -115,7 +181,7 @@ export function createServiceUpstream(
       },
     },
   });
-  const budget: RetryBudget = createRetryBudget();
+  const budget: RetryBudget = createRetryBudget(options.policy.retryBudget);
   const breaker = new CircuitBreaker(<T>(call: () => Promise<T>) => call(), {
     timeout: false,
     errorThresholdPercentage: policy.errorThresholdPercentage,

@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { HttpBody } from "../gen/google/api/httpbody_pb.ts";
 import type { Authenticate } from "../kit/auth/auth-interceptor.ts";
 import { methodPath } from "../kit/call-policy.ts";
+import { type DeadlinePolicy, restDeadline, restTimeoutHeader } from "../kit/deadline.ts";
 import type { Log } from "../kit/log.ts";
 import { sendError } from "./http-error.ts";
 import { accountOf, admit, clientAddressOf, clientKeyOf, type RateLimits } from "./rate-limit.ts";
@@ -36,8 +37,8 @@ export interface TranscoderOptions {
   /** The upstream of each routed service, by its full name ("protomesh.user.v1.UserService"). */
   readonly upstreams: ReadonlyMap<string, ServiceUpstream>;
   readonly authenticate: Authenticate;
-  /** The deadline of a call, by request path ("/pkg.Service/Method"). */
-  readonly deadlineOf: (path: string) => number;
+  /** The default and maximum deadlines of calls. */
+  readonly deadline: DeadlinePolicy;
   /** The largest JSON request body. */
   readonly maxBodyBytes: number;
   /** The largest content of one upload to a client-streaming RPC. */
@@ -53,6 +54,21 @@ export interface TranscoderOptions {
  * ("/pkg.Service/Method"), if any; never rejects (every failure becomes a JSON error response).
  */
 export type Transcoder = (req: GatewayRequest, res: GatewayResponse) => Promise<string | undefined>;
+
+/**
+ * The deadline of a REST or WebSocket call (see restDeadline); InvalidArgument for a malformed
+ * `X-Timeout-Ms`.
+ */
+export function timeoutOf(policy: DeadlinePolicy, path: string, req: GatewayRequest): number {
+  const ms = restDeadline(policy, path, req.headers[restTimeoutHeader]);
+  if (ms === undefined) {
+    throw new ConnectError(
+      `${restTimeoutHeader} must be a positive number of milliseconds`,
+      Code.InvalidArgument,
+    );
+  }
+  return ms;
+}
 
 /** The client address of a request, for its rate limit (see clientAddressOf). */
 export function addressOf(req: GatewayRequest, trustedProxies: number): string | undefined {
@@ -78,8 +94,7 @@ export function forwardedHeadersOf(req: { headers: IncomingHttpHeaders }): Recor
  * upstream in binary Connect and answers with the response message in the JSON mapping.
  */
 export function createTranscoder(options: TranscoderOptions): Transcoder {
-  const { routes, upstreams, authenticate, deadlineOf, maxBodyBytes, maxUploadBytes, log } =
-    options;
+  const { routes, upstreams, authenticate, deadline, maxBodyBytes, maxUploadBytes, log } = options;
   const { rateLimits, trustedProxies } = options;
   const setHeaders = (res: GatewayResponse, headers: Record<string, string>) => {
     for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
@@ -128,7 +143,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       setHeaders(res, await admit(rateLimits.take(client, method)));
       const abort = new AbortController();
       res.once("close", () => abort.abort());
-      const call = { headers, timeoutMs: deadlineOf(path), signal: abort.signal };
+      const call = { headers, timeoutMs: timeoutOf(deadline, path, req), signal: abort.signal };
 
       if (method.methodKind === "client_streaming") {
         await relayUpload(

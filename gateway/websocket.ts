@@ -13,13 +13,13 @@ import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
-import { addressOf, forwardedHeadersOf, type TranscoderOptions } from "./transcoder.ts";
+import { addressOf, forwardedHeadersOf, type TranscoderOptions, timeoutOf } from "./transcoder.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
 export interface WebSocketGatewayOptions
   extends Pick<
     TranscoderOptions,
-    "routes" | "upstreams" | "authenticate" | "deadlineOf" | "rateLimits" | "trustedProxies" | "log"
+    "routes" | "upstreams" | "authenticate" | "deadline" | "rateLimits" | "trustedProxies" | "log"
   > {
   /** The largest message a client may send in one frame. */
   readonly maxMessageBytes: number;
@@ -42,7 +42,7 @@ const closeCodeBase = 4000;
  * 4000 + the Connect code when it fails; closing the socket cancels the RPC.
  */
 export function createWebSocketGateway(options: WebSocketGatewayOptions) {
-  const { routes, upstreams, authenticate, deadlineOf, maxMessageBytes, draining, log } = options;
+  const { routes, upstreams, authenticate, deadline, maxMessageBytes, draining, log } = options;
   const { rateLimits, trustedProxies } = options;
   const server = new WebSocketServer({
     noServer: true,
@@ -78,8 +78,10 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     // One token per session, not per message.
     const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
     await admit(rateLimits.take(client, method));
+    // The deadline covers the whole session.
+    const timeoutMs = timeoutOf(deadline, methodPath(method), req);
     server.handleUpgrade(req, socket, head, (ws) => {
-      relay(ws, route, bindings, url.searchParams, upstream, headers);
+      relay(ws, route, bindings, url.searchParams, upstream, headers, timeoutMs);
     });
   }
 
@@ -106,6 +108,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     query: URLSearchParams,
     upstream: ServiceUpstream,
     headers: Record<string, string>,
+    timeoutMs: number,
   ): void {
     const { method } = route;
     const path = methodPath(method);
@@ -113,7 +116,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     const started = performance.now();
     const stream = upstream.stream(method, {
       headers,
-      timeoutMs: deadlineOf(path),
+      timeoutMs,
       signal: abort.signal,
     });
     let finished = false;

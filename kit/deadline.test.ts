@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyDeadline, parseGrpcTimeout } from "./deadline.ts";
+import { applyDeadline, parseGrpcTimeout, restDeadline } from "./deadline.ts";
 
 const policy = {
   defaultMs: 10_000,
@@ -43,5 +43,29 @@ describe("deadlines", () => {
     const short: Record<string, string> = { "connect-timeout-ms": "1500" };
     applyDeadline(short, "/pkg.Svc/Fast", policy);
     expect(short["connect-timeout-ms"]).toBe("1500");
+  });
+});
+
+describe("REST deadlines (X-Timeout-Ms)", () => {
+  const rest = {
+    defaultMs: 10_000,
+    maxMs: 60_000,
+    methodDefaults: new Map([["/a.B/Slow", 90_000]]),
+  };
+
+  it("takes what the client asks for, up to the maximum", () => {
+    expect(restDeadline(rest, "/a.B/C", "250")).toBe(250);
+    expect(restDeadline(rest, "/a.B/C", "600000")).toBe(60_000);
+  });
+
+  it("uses the method's default, capped, when the client asks for nothing", () => {
+    expect(restDeadline(rest, "/a.B/C", undefined)).toBe(10_000);
+    expect(restDeadline(rest, "/a.B/Slow", undefined)).toBe(60_000);
+  });
+
+  it("refuses a value that is not a positive number of milliseconds", () => {
+    for (const bad of ["soon", "-5", "0", "1.5", ["1", "2"]]) {
+      expect(restDeadline(rest, "/a.B/C", bad)).toBeUndefined();
+    }
   });
 });

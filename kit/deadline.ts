@@ -54,6 +54,26 @@ export function applyDeadline(
   }
 }
 
+/** The header in which a REST client asks for a deadline, in milliseconds. */
+export const restTimeoutHeader = "x-timeout-ms";
+
+/**
+ * The deadline of a REST call in milliseconds: what the client asked for in `X-Timeout-Ms`,
+ * capped at the maximum, else the method's default. Undefined for a malformed value, which the
+ * caller refuses.
+ */
+export function restDeadline(
+  policy: DeadlinePolicy,
+  path: string,
+  requested: string | string[] | undefined,
+): number | undefined {
+  const fallback = Math.min(policy.methodDefaults?.get(path) ?? policy.defaultMs, policy.maxMs);
+  if (requested === undefined) return fallback;
+  if (typeof requested !== "string" || !/^\d{1,10}$/.test(requested)) return undefined;
+  const ms = Number(requested);
+  return ms === 0 ? undefined : Math.min(ms, policy.maxMs);
+}
+
 function format(ms: number, grpc: boolean): string {
   return grpc ? `${Math.ceil(ms)}m` : String(Math.ceil(ms));
 }

@@ -6,12 +6,14 @@ import { type StartedProcess, startProcess } from "./support/process.ts";
 
 const service = "protomesh.gatewaytest.v1.LibraryService";
 
-async function startPair(): Promise<{ a: StartedProcess; b: StartedProcess; gw: StartedProcess }> {
+async function startPair(
+  env: Record<string, string> = {},
+): Promise<{ a: StartedProcess; b: StartedProcess; gw: StartedProcess }> {
   const a = await startProcess("gateway/testdata/library-server.js");
   const b = await startProcess("gateway/testdata/library-server.js");
   const gw = await startProcess("gateway/testdata/library-gateway.js", {
     // Steady load from one address: rate limits are tested elsewhere.
-    env: { LIBRARY_SERVICE_URL: `${a.url},${b.url}`, RATE_LIMITS: "default=off" },
+    env: { LIBRARY_SERVICE_URL: `${a.url},${b.url}`, RATE_LIMITS: "default=off", ...env },
   });
   return { a, b, gw };
 }
@@ -81,7 +83,7 @@ describe("several instances behind the gateway", () => {
   });
 
   it("opens the breaker when every instance is down, fails fast with 503, and closes once they are back", async () => {
-    const { a, b, gw } = await startPair();
+    const { a, b, gw } = await startPair({ UPSTREAM_BREAKER_RESET_MS: "2000" });
     const ports = [a.port, b.port];
     await Promise.all([a.stop(), b.stop()]);
     // Enough failed calls to open the breaker.
@@ -113,7 +115,38 @@ describe("several instances behind the gateway", () => {
       closed = res.status === 200;
     }
     expect(closed).toBe(true);
+    const states = gw.logs.map((l) => l.breaker).filter(Boolean);
+    expect(states[0]).toBe("open");
+    expect(states.slice(-2)).toEqual(["half-open", "closed"]);
     expect(await metric(gw, "gateway_upstream_breaker_state")).toBe(0);
     await Promise.all([...back.map((p) => p.stop()), gw.stop()]);
+  });
+
+  it("answers 504 at the deadline the client asked for and cancels the upstream call", async () => {
+    const library = await startProcess("gateway/testdata/library-server.js");
+    const gw = await startProcess("gateway/testdata/library-gateway.js", {
+      env: { LIBRARY_SERVICE_URL: library.url },
+    });
+    const started = performance.now();
+    const res = await fetch(`${gw.url}/v1/shelves/slow?delayMs=5000`, {
+      headers: { "x-timeout-ms": "300" },
+    });
+    const elapsed = performance.now() - started;
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ code: 4 });
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(2_000);
+    // The service saw its call end with the deadline, long before its 5 s were up.
+    const ended = () =>
+      library.logs.find((l) => l.method === `${service}/GetShelf` && l.code !== "ok");
+    for (let i = 0; i < 40 && ended() === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(ended()).toMatchObject({ code: expect.stringMatching(/deadline_exceeded|canceled/) });
+    expect(ended()?.durationMs as number).toBeLessThan(1_500);
+
+    const bad = await fetch(`${gw.url}/v1/shelves/x`, { headers: { "x-timeout-ms": "soon" } });
+    expect(bad.status).toBe(400);
+    await Promise.all([library.stop(), gw.stop()]);
   });
 });

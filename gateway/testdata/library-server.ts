@@ -15,7 +15,8 @@ await runProcess("library", serverConfigSchema(0), (config, log) =>
     log,
     services: [
       bindService(LibraryService, {
-        getShelf(req) {
+        async getShelf(req, ctx) {
+          if (req.delayMs > 0) await sleep(req.delayMs, undefined, { signal: ctx.signal });
           return { id: req.shelfId, theme: "poetry" };
         },
 
