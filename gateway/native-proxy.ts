@@ -62,10 +62,14 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
   }
 
   function forward(req: GatewayRequest, res: GatewayResponse, service: ServiceUpstream): void {
-    service.acquire().then(
-      ({ upstream, done }) => forwardTo(req, res, upstream, done),
-      (err: unknown) => respondUnavailable(res, req.headers["content-type"] ?? "", err),
-    );
+    let held: ReturnType<ServiceUpstream["acquire"]>;
+    try {
+      held = service.acquire();
+    } catch (err) {
+      respondUnavailable(res, req.headers["content-type"] ?? "", err);
+      return;
+    }
+    forwardTo(req, res, held.upstream, held.done);
   }
 
   function forwardTo(

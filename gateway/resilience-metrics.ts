@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { ServiceUpstreamEvents } from "./service-upstream.ts";
+import type { ResilienceEvents } from "../kit/balance/resilient.ts";
 
 const breakerStates = { closed: 0, "half-open": 1, open: 2 } as const;
 
@@ -7,7 +7,7 @@ const breakerStates = { closed: 0, "half-open": 1, open: 2 } as const;
  * The metrics of the upstream services' resilience: breaker state, ejections, retries and
  * retry budget exhaustion, per upstream service, fed by the service upstreams' events.
  */
-export function createResilienceMetrics(registry: Registry): ServiceUpstreamEvents {
+export function createResilienceMetrics(registry: Registry): ResilienceEvents {
   const breaker = new Gauge({
     name: "gateway_upstream_breaker_state",
     help: "Circuit breaker state per upstream service: 0 closed, 1 half-open, 2 open.",

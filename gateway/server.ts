@@ -19,6 +19,7 @@ import type { Log } from "../kit/log.ts";
 import { createMetrics } from "../kit/metrics.ts";
 import { pathOf } from "../kit/node-http.ts";
 import { registerReflection } from "../kit/reflection.ts";
+import { resiliencePolicyOf } from "../kit/balance/policy.ts";
 import { openRegistry } from "../kit/registry/open-registry.ts";
 import type { Watcher } from "../kit/registry/registry.ts";
 import type { Runnable } from "../kit/run-process.ts";
@@ -31,11 +32,7 @@ import { createNativeProxy, respondError, rpcServiceOf } from "./native-proxy.ts
 import { admit, clientKeyOf, createRateLimits } from "./rate-limit.ts";
 import { createResilienceMetrics } from "./resilience-metrics.ts";
 import { createRouteTable } from "./route-table.ts";
-import {
-  createServiceUpstream,
-  resiliencePolicyOf,
-  type ServiceUpstream,
-} from "./service-upstream.ts";
+import { createServiceUpstream, type ServiceUpstream } from "./service-upstream.ts";
 import {
   addressOf,
   createTranscoder,

@@ -13,6 +13,7 @@ import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
+import type { StreamCall } from "./upstream.ts";
 import { addressOf, forwardedHeadersOf, type TranscoderOptions, timeoutOf } from "./transcoder.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
@@ -114,11 +115,14 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     const path = methodPath(method);
     const abort = new AbortController();
     const started = performance.now();
-    const stream = upstream.stream(method, {
-      headers,
-      timeoutMs,
-      signal: abort.signal,
-    });
+    let stream: StreamCall;
+    try {
+      stream = upstream.stream(method, { headers, timeoutMs, signal: abort.signal });
+    } catch (err) {
+      // No instance can take it (its breaker is open): the session ends as a failed call does.
+      closeWithError(ws, ConnectError.from(err));
+      return;
+    }
     let finished = false;
     const fail = (err: unknown) => {
       if (finished) return;
@@ -127,8 +131,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
       stream.cancel(error);
       // A paused socket would never read the client's half of the closing handshake.
       ws.resume();
-      ws.send(JSON.stringify({ error: errorBodyOf(error) }));
-      ws.close(closeCodeBase + error.code, codeToString(error.code));
+      closeWithError(ws, error);
     };
     ws.once("close", (code) => {
       finished = true;
@@ -184,6 +187,12 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
       (err: unknown) => fail(err),
     );
   }
+}
+
+/** Ends a session with a last `{"error": ...}` frame and close code 4000 + the error's code. */
+function closeWithError(ws: WebSocket, error: ConnectError): void {
+  ws.send(JSON.stringify({ error: errorBodyOf(error) }));
+  ws.close(closeCodeBase + error.code, codeToString(error.code));
 }
 
 /** The subprotocols a WebSocket client offered. */

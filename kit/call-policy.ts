@@ -1,6 +1,15 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { getOption, hasOption } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
 import { call } from "../gen/protomesh/options/v1/options_pb.ts";
+
+/** True for RPCs that may run twice: `idempotency_level` NO_SIDE_EFFECTS or IDEMPOTENT. */
+export function isIdempotent(method: DescMethod): boolean {
+  return (
+    method.idempotency === Idempotency.NO_SIDE_EFFECTS ||
+    method.idempotency === Idempotency.IDEMPOTENT
+  );
+}
 
 /** The request path of a method on the wire: "/package.Service/Method". */
 export function methodPath(method: DescMethod): string {

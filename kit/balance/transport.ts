@@ -1,0 +1,113 @@
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { isIdempotent } from "../call-policy.ts";
+import type { Log } from "../log.ts";
+import type { Registry, Watcher } from "../registry/registry.ts";
+import type { ResiliencePolicy } from "./policy.ts";
+import { createResilient, type ResilienceEvents } from "./resilient.ts";
+
+/** Options of createBalancedTransport. */
+export interface BalancedTransportOptions {
+  /** The full name of the service called, "protomesh.user.v1.UserService". */
+  readonly service: string;
+  /** Where its instances come from. */
+  readonly registry: Registry;
+  readonly policy: ResiliencePolicy;
+  /** The deadline of a call whose caller gives none. */
+  readonly defaultTimeoutMs: number;
+  readonly log: Log;
+  readonly events?: ResilienceEvents;
+}
+
+/** A Connect transport over every instance of a service, to be closed with its owner. */
+export interface BalancedTransport extends Transport {
+  close(): void;
+}
+
+// Errors of connections that carried no answer: the call never reached a handler that answered.
+const connectionFailures = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPIPE",
+  "ERR_HTTP2_GOAWAY_SESSION",
+  "ERR_HTTP2_STREAM_CANCEL",
+]);
+
+function isUnanswered(err: unknown): boolean {
+  if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) return false;
+  const cause = err.cause as { code?: string } | undefined;
+  return cause?.code !== undefined && connectionFailures.has(cause.code);
+}
+
+/**
+ * Creates the client side of service-to-service calls: a Connect transport (binary, HTTP/2)
+ * over the instances the registry reports for a service, with the gateway's balancing, circuit
+ * breaker, ejection and retries of idempotent calls (kit/balance). Generated clients use it like
+ * any transport: `createClient(UserService, createBalancedTransport({...}))`.
+ */
+export function createBalancedTransport(options: BalancedTransportOptions): BalancedTransport {
+  const { service, registry, defaultTimeoutMs } = options;
+  const transports = new Map<string, Transport>();
+  const resilient = createResilient<string>(service, {
+    policy: options.policy,
+    log: options.log,
+    ...(options.events === undefined ? {} : { events: options.events }),
+    nameOf: (url) => url,
+    unanswered: isUnanswered,
+  });
+  const watcher: Watcher = registry.watch(service, (instances) => {
+    const urls = instances.map((instance) => instance.address);
+    for (const url of transports.keys()) if (!urls.includes(url)) transports.delete(url);
+    for (const url of urls) {
+      if (!transports.has(url)) {
+        transports.set(url, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+      }
+    }
+    resilient.update(urls);
+  });
+  const transportOf = (url: string): Transport => {
+    const transport = transports.get(url);
+    if (transport === undefined) {
+      throw new ConnectError(`instance ${url} of ${service} is gone`, Code.Unavailable);
+    }
+    return transport;
+  };
+
+  return {
+    unary(method, signal, timeoutMs, header, input, contextValues) {
+      return resilient.call(
+        {
+          idempotent: isIdempotent(method),
+          timeoutMs: timeoutMs ?? defaultTimeoutMs,
+          ...(signal === undefined ? {} : { signal }),
+        },
+        (url, remainingMs) =>
+          transportOf(url).unary(method, signal, remainingMs, header, input, contextValues),
+      );
+    },
+    async stream(method, signal, timeoutMs, header, input, contextValues) {
+      const held = resilient.acquire();
+      try {
+        const response = await transportOf(held.endpoint).stream(
+          method,
+          signal,
+          timeoutMs ?? defaultTimeoutMs,
+          header,
+          input,
+          contextValues,
+        );
+        held.done(undefined);
+        return response;
+      } catch (err) {
+        held.done(err);
+        throw err;
+      }
+    },
+    close() {
+      watcher.close();
+      resilient.close();
+    },
+  };
+}
