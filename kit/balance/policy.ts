@@ -28,6 +28,8 @@ export interface ResiliencePolicy {
   readonly breaker: BreakerPolicy;
   readonly ejection: EjectionPolicy;
   readonly retryBudget: RetryBudgetPolicy;
+  /** The most attempts one call makes, the first included. */
+  readonly maxAttempts: number;
   /** The first retry's backoff; each further retry doubles it, with full jitter. */
   readonly retryBaseMs: number;
   /** The longest backoff before a retry. */
@@ -50,6 +52,7 @@ export const resilienceConfigShape = {
   UPSTREAM_RETRY_BUDGET_PERCENT: percent(defaultRetryBudget.ratio * 100),
   UPSTREAM_RETRY_MIN_PER_WINDOW: count(defaultRetryBudget.minRetries),
   UPSTREAM_RETRY_WINDOW_MS: millisSchema.default(defaultRetryBudget.windowMs),
+  UPSTREAM_RETRY_MAX_ATTEMPTS: count(3),
   UPSTREAM_RETRY_BACKOFF_MS: millisSchema.default(25),
   UPSTREAM_RETRY_BACKOFF_MAX_MS: millisSchema.default(1_000),
 };
@@ -76,6 +79,7 @@ export function resiliencePolicyOf(
       minRetries: config.UPSTREAM_RETRY_MIN_PER_WINDOW,
       windowMs: config.UPSTREAM_RETRY_WINDOW_MS,
     },
+    maxAttempts: config.UPSTREAM_RETRY_MAX_ATTEMPTS,
     retryBaseMs: config.UPSTREAM_RETRY_BACKOFF_MS,
     retryMaxMs: config.UPSTREAM_RETRY_BACKOFF_MAX_MS,
   };

@@ -145,6 +145,7 @@ export function createResilient<E>(service: string, options: ResilientOptions<E>
           held.release(outcomeOf(err));
           // Only a call no endpoint answered may go again, and only if repeating it is safe.
           if (!call.idempotent || !unanswered(err) || call.signal?.aborted) throw err;
+          if (n + 1 >= policy.maxAttempts) throw err;
           const backoff = Math.random() * Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** n);
           if (performance.now() + backoff >= deadline) throw err;
           if (!budget.tryRetry()) {
