@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { extname, join } from "node:path";
 import { createOpenApiDocument } from "./openapi.ts";
+import { loadProtoComments } from "./proto-comments.ts";
 import type { RouteTable } from "./route-table.ts";
 
 /** The part of a response the docs write: both HTTP versions' responses fit it. */
@@ -71,7 +72,7 @@ const pageHeaders = {
  * start-up are served, by exact name, so no path can reach another file.
  */
 export function createDocs(routes: RouteTable): ServeDocs {
-  const openApi = JSON.stringify(createOpenApiDocument(routes));
+  const openApi = JSON.stringify(createOpenApiDocument(routes, { comments: loadProtoComments() }));
   const require = createRequire(import.meta.url);
   const absolutePath = require("swagger-ui-dist/absolute-path.js") as () => string;
   const root = absolutePath();

@@ -15,6 +15,8 @@ export interface SchemaSet {
   message(desc: DescMessage): JsonSchema;
   /** The schema of a field's value: repeated fields are arrays, maps objects. */
   field(field: DescField): JsonSchema;
+  /** What the contract says of a field (its comment), and of its one-of if it is in one. */
+  describe(field: DescField): string | undefined;
   /** Every component referenced so far, by full proto name. */
   readonly components: Readonly<Record<string, JsonSchema>>;
 }
@@ -22,9 +24,16 @@ export interface SchemaSet {
 /** Where `$ref`s of a schema set point: `#/components/schemas/<full proto name>`. */
 export const componentsRef = "#/components/schemas/";
 
-/** Creates an empty set; components are added as messages and fields are looked up. */
-export function createSchemaSet(): SchemaSet {
+/**
+ * Creates an empty set; components are added as messages and fields are looked up, described
+ * with the contracts' comments (by full name) when there are any.
+ */
+export function createSchemaSet(comments: ReadonlyMap<string, string> = new Map()): SchemaSet {
   const components: Record<string, JsonSchema> = {};
+  const described = (name: string): { description?: string } => {
+    const text = comments.get(name);
+    return text === undefined ? {} : { description: text };
+  };
 
   function message(desc: DescMessage): JsonSchema {
     const wellKnown = wellKnownSchema(desc);
@@ -40,7 +49,11 @@ export function createSchemaSet(): SchemaSet {
   function enumRef(desc: DescEnum): JsonSchema {
     // google.protobuf.NullValue is written as JSON null.
     if (desc.typeName === "google.protobuf.NullValue") return { type: "null" };
-    components[desc.typeName] ??= { type: "string", enum: desc.values.map((v) => v.name) };
+    components[desc.typeName] ??= {
+      type: "string",
+      enum: desc.values.map((v) => v.name),
+      ...described(desc.typeName),
+    };
     return { $ref: componentsRef + desc.typeName };
   }
 
@@ -73,24 +86,29 @@ export function createSchemaSet(): SchemaSet {
     return f.mapKind === "enum" ? enumRef(f.enum) : message(f.message);
   }
 
+  function describe(f: DescField): string | undefined {
+    const notes = [comments.get(`${f.parent.typeName}.${f.name}`)];
+    if (f.oneof !== undefined) {
+      const others = f.oneof.fields.map((o) => o.jsonName).join(", ");
+      notes.push(`Member of the one-of "${f.oneof.name}": set at most one of ${others}.`);
+    }
+    const text = notes.filter((n) => n !== undefined).join("\n\n");
+    return text === "" ? undefined : text;
+  }
+
   function messageComponent(desc: DescMessage): JsonSchema {
     const properties: Record<string, JsonSchema> = {};
     for (const f of desc.fields) {
-      const schema = field(f);
-      if (f.oneof === undefined) {
-        properties[f.jsonName] = schema;
-        continue;
-      }
-      const others = f.oneof.fields.map((o) => o.jsonName).join(", ");
+      const description = describe(f);
       properties[f.jsonName] = {
-        ...schema,
-        description: `Member of the one-of "${f.oneof.name}": set at most one of ${others}.`,
+        ...field(f),
+        ...(description === undefined ? {} : { description }),
       };
     }
-    return { type: "object", properties };
+    return { type: "object", properties, ...described(desc.typeName) };
   }
 
-  return { message, field, components };
+  return { message, field, describe, components };
 }
 
 /** The JSON form of a scalar: 64-bit integers as decimal strings, bytes as base64. */

@@ -13,13 +13,16 @@ import {
   validateOpenApi,
 } from "../test/support/openapi.ts";
 import { createOpenApiDocument, type OpenApiDocument } from "./openapi.ts";
+import { loadProtoComments } from "./proto-comments.ts";
 import { createRouteTable, rpcName } from "./route-table.ts";
 import { LibraryService } from "./testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
 
 const libraryTable = createRouteTable([LibraryService]);
 const library = createOpenApiDocument(libraryTable);
 const meshServices = [UserService, TaskService, FileService, InferenceService];
-const mesh = createOpenApiDocument(createRouteTable(meshServices));
+const mesh = createOpenApiDocument(createRouteTable(meshServices), {
+  comments: loadProtoComments(),
+});
 
 const schemaOf = (doc: OpenApiDocument, name: string) => {
   const schema = doc.components.schemas[name];
@@ -232,6 +235,22 @@ describe("the OpenAPI document", () => {
     expect(converse.operation["x-protomesh-websocket"]).toBe(true);
     expect(converse.operation.description).toContain("WebSocket");
     expect(Object.keys(converse.operation.responses)).toContain("426");
+  });
+
+  it("describes operations, messages, fields and enums with the contracts' comments", () => {
+    const getMe = operationsOf(mesh).find((op) => op.operation.operationId === "UserService_GetMe");
+    expect(getMe?.operation.description).toMatch(/^Returns the account of the caller\./);
+    const register = schemaOf(mesh, "protomesh.user.v1.RegisterRequest");
+    expect(register.properties.email?.description).toBe(
+      "Email address to register. Required; at most 254 characters;\ncase-insensitive.",
+    );
+    expect(mesh.components.schemas["protomesh.user.v1.User"]).toHaveProperty("description");
+    expect(mesh.components.schemas["protomesh.user.v1.Role"]).toHaveProperty("description");
+    const listUsers = operationsOf(mesh).find(
+      (op) => op.operation.operationId === "UserService_ListUsers",
+    );
+    const pageSize = listUsers?.operation.parameters.find((p) => p.name === "pageSize");
+    expect(pageSize?.description).toMatch(/\S/);
   });
 
   it("lists custom HTTP methods under x-protomesh-methods, outside the standard operations", () => {

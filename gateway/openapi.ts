@@ -84,6 +84,8 @@ export interface OpenApiDocument {
 export interface OpenApiOptions {
   readonly title?: string;
   readonly version?: string;
+  /** The contracts' comments by full name (loadProtoComments), for descriptions. */
+  readonly comments?: ReadonlyMap<string, string>;
 }
 
 const errorSchema: JsonSchema = {
@@ -146,7 +148,8 @@ export function createOpenApiDocument(
   table: RouteTable,
   options: OpenApiOptions = {},
 ): OpenApiDocument {
-  const schemas = createSchemaSet();
+  const comments = options.comments ?? new Map<string, string>();
+  const schemas = createSchemaSet(comments);
   const items = new Map<string, OpenApiPathItem>();
   // Paths that differ only in parameter names are one path in OpenAPI: the first route of a
   // shape names its parameters, later routes of the same shape reuse those names.
@@ -174,7 +177,7 @@ export function createOpenApiDocument(
     if (standard !== undefined ? item[standard] : item["x-protomesh-methods"]?.[route.httpMethod]) {
       continue;
     }
-    const operation = createOperation(route, schemas, parameters, operationIds);
+    const operation = createOperation(route, schemas, parameters, operationIds, comments);
     tags.add(operation.tags[0] ?? "");
     if (standard !== undefined) {
       item[standard] = operation;
@@ -211,6 +214,7 @@ function createOperation(
   schemas: SchemaSet,
   pathParameters: readonly OpenApiParameter[],
   operationIds: Set<string>,
+  comments: ReadonlyMap<string, string>,
 ): OpenApiOperation {
   const method = route.method;
   const service = method.parent;
@@ -228,7 +232,8 @@ function createOperation(
       : policy.kind === "role"
         ? `Requires a bearer token with the role "${policy.role}".`
         : "Requires a bearer token.";
-  const notes = [`Calls \`${rpcName(method)}\`.`, access];
+  const said = comments.get(rpcName(method));
+  const notes = [...(said === undefined ? [] : [said]), `Calls \`${rpcName(method)}\`.`, access];
 
   const parameters = [...pathParameters, ...queryParameters(route, schemas)];
   const requestBody = requestBodyOf(route, schemas, notes);
@@ -285,16 +290,12 @@ function queryParameters(route: Route, schemas: SchemaSet): OpenApiParameter[] {
       if (textTypeOf(field) !== undefined) {
         if (pathFields.some((p) => p === protoPath || p.startsWith(`${protoPath}.`))) continue;
         const list = field.fieldKind === "list";
-        const others = field.oneof?.fields.map((f) => jsonPrefix + f.jsonName).join(", ");
+        const description = schemas.describe(field);
         parameters.push({
           name,
           in: "query",
           schema: schemas.field(field),
-          ...(others === undefined
-            ? {}
-            : {
-                description: `Member of the one-of "${field.oneof?.name}": set at most one of ${others}.`,
-              }),
+          ...(description === undefined ? {} : { description }),
           ...(list ? { style: "form" as const, explode: true } : {}),
         });
         continue;
