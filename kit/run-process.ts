@@ -54,4 +54,13 @@ export async function runProcess<S extends z.ZodObject>(
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // Started by the launcher (npm start): when it goes away, however it ended, so does this
+  // process, gracefully, rather than live on unsupervised.
+  if (process.channel !== undefined) {
+    process.channel.unref();
+    process.once("disconnect", () => {
+      log.warn("the launcher went away");
+      stop("SIGTERM");
+    });
+  }
 }

@@ -86,6 +86,38 @@ describe("npm start launcher", () => {
     expect(refused).toBeNull();
   });
 
+  it("leaves no process running when the launcher itself is killed with SIGKILL", {
+    timeout: 90_000,
+  }, async () => {
+    const env = await meshEnv();
+    const mesh = start(env);
+    await waitFor(() => mesh.output().includes("mesh | ready"), 60_000);
+    mesh.child.kill("SIGKILL");
+    await mesh.exit;
+    const answering = async () => {
+      const ports = [
+        env.USER_PORT,
+        env.TASK_PORT,
+        env.FILE_PORT,
+        env.INFERENCE_PORT,
+        env.GATEWAY_PORT,
+      ];
+      const answers = await Promise.all(
+        ports.map((port) =>
+          fetch(`http://127.0.0.1:${port}/healthz`).then(
+            () => true,
+            () => false,
+          ),
+        ),
+      );
+      return answers.some(Boolean);
+    };
+    // Each child drains (its grace period at most) and exits.
+    const until = Date.now() + 20_000;
+    while ((await answering()) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    expect(await answering()).toBe(false);
+  });
+
   it("exits non-zero naming the service whose port is taken, and leaves nothing running", async () => {
     const env = await meshEnv();
     const squatter = net.createServer().listen(Number(env.TASK_PORT), "127.0.0.1");

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** One process of the mesh: its name, its compiled entry and where its readiness is probed. */
@@ -55,12 +56,14 @@ export function launchMesh(specs: readonly ProcessSpec[], options: LauncherOptio
   const started = specs.map((spec, index) => {
     const child = spawn(process.execPath, [spec.entry], {
       env: { ...process.env, ...spec.env, PORT: String(spec.port), HOST: options.host },
-      stdio: ["ignore", "pipe", "pipe"],
+      // The IPC channel tells a child when the launcher is gone, even killed with SIGKILL.
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     children.set(spec.name, child);
     const tag = prefix(spec.name, index);
     const recent: string[] = [];
-    for (const stream of [child.stdout, child.stderr]) {
+    // Piped above, so both are there.
+    for (const stream of [child.stdout, child.stderr] as Readable[]) {
       createInterface({ input: stream }).on("line", (line) => {
         recent.push(line);
         if (recent.length > 20) recent.shift();
