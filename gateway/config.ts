@@ -5,7 +5,6 @@ import { flagSchema, serverConfigSchema } from "../kit/config.ts";
 import { corsOriginsSchema } from "./cors.ts";
 import { rateLimitConfigShape } from "./rate-limit.ts";
 
-
 /** Base URLs of the instances of one service, comma-separated: at least one. */
 export function urlListSchema(defaultUrl: string) {
   return z

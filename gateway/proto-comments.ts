@@ -40,27 +40,31 @@ export function loadProtoComments(): ProtoComments {
     const walkEnum = (e: EnumDescriptorProto, scope: string, path: number[]) => {
       const name = `${scope}${e.name}`;
       names.set(path.join("."), name);
-      // Enum values are scoped like their enum's siblings, but documented under the enum.
-      e.value.forEach((v, i) => names.set([...path, enumValues, i].join("."), `${name}.${v.name}`));
+      for (const [i, v] of e.value.entries()) {
+        names.set([...path, enumValues, i].join("."), `${name}.${v.name}`);
+      }
     };
     const walkMessage = (m: DescriptorProto, scope: string, path: number[]) => {
       const name = `${scope}${m.name}`;
       names.set(path.join("."), name);
-      m.field.forEach((f, i) =>
-        names.set([...path, messageFields, i].join("."), `${name}.${f.name}`),
-      );
-      m.nestedType.forEach((n, i) => walkMessage(n, `${name}.`, [...path, messageNested, i]));
-      m.enumType.forEach((e, i) => walkEnum(e, `${name}.`, [...path, messageEnums, i]));
+      for (const [i, f] of m.field.entries()) {
+        names.set([...path, messageFields, i].join("."), `${name}.${f.name}`);
+      }
+      for (const [i, n] of m.nestedType.entries()) {
+        walkMessage(n, `${name}.`, [...path, messageNested, i]);
+      }
+      for (const [i, e] of m.enumType.entries())
+        walkEnum(e, `${name}.`, [...path, messageEnums, i]);
     };
-    proto.messageType.forEach((m, i) => walkMessage(m, prefix, [fileMessages, i]));
-    proto.enumType.forEach((e, i) => walkEnum(e, prefix, [fileEnums, i]));
-    proto.service.forEach((s, i) => {
+    for (const [i, m] of proto.messageType.entries()) walkMessage(m, prefix, [fileMessages, i]);
+    for (const [i, e] of proto.enumType.entries()) walkEnum(e, prefix, [fileEnums, i]);
+    for (const [i, s] of proto.service.entries()) {
       const name = `${prefix}${s.name}`;
       names.set([fileServices, i].join("."), name);
-      s.method.forEach((m, j) =>
-        names.set([fileServices, i, serviceMethods, j].join("."), `${name}.${m.name}`),
-      );
-    });
+      for (const [j, m] of s.method.entries()) {
+        names.set([fileServices, i, serviceMethods, j].join("."), `${name}.${m.name}`);
+      }
+    }
     for (const location of proto.sourceCodeInfo?.location ?? []) {
       const name = names.get(location.path.join("."));
       const text = location.leadingComments.trim();

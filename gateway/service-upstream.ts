@@ -100,7 +100,9 @@ export function createServiceUpstream(
       return {
         upstream: held.endpoint,
         done: (failed) =>
-          held.done(failed ? new ConnectError("upstream call failed", Code.Unavailable) : undefined),
+          held.done(
+            failed ? new ConnectError("upstream call failed", Code.Unavailable) : undefined,
+          ),
       };
     },
     close() {

@@ -13,8 +13,8 @@ import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
-import type { StreamCall } from "./upstream.ts";
 import { addressOf, forwardedHeadersOf, type TranscoderOptions, timeoutOf } from "./transcoder.ts";
+import type { StreamCall } from "./upstream.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
 export interface WebSocketGatewayOptions
