@@ -82,6 +82,8 @@ describe.skipIf(testRedisUrl === undefined)("one limit shared through Redis", ()
       REDIS_URL: testRedisUrl as string,
       RATE_LIMIT_KEY_PREFIX: prefix,
       RATE_LIMITS: "default=100/1h",
+      // Redis is up here: a loaded test machine must not make a replica decide alone.
+      RATE_LIMIT_REDIS_TIMEOUT_MS: "10000",
     };
     const gateways = await Promise.all([
       startProcess("gateway/testdata/library-gateway.js", { env }),
@@ -98,5 +100,9 @@ describe.skipIf(testRedisUrl === undefined)("one limit shared through Redis", ()
     expect(admitted).toBeGreaterThanOrEqual(100);
     expect(admitted).toBeLessThanOrEqual(102);
     expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    for (const gateway of gateways) {
+      const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+      expect(metrics).toMatch(/^gateway_rate_limit_fallbacks_total 0$/m);
+    }
   });
 });

@@ -315,8 +315,8 @@ describe("a service process with CONSUL_HTTP_ADDR, against the Consul HTTP API t
 
       expect(whileDeregistering).toEqual({ ready: 200, draining: false });
       const messages = task.logs.map((l) => l.msg);
-      expect(messages.indexOf("deregistered from Consul")).toBeGreaterThan(-1);
-      expect(messages.indexOf("deregistered from Consul")).toBeLessThan(
+      expect(messages.indexOf("deregistered from Consul"), messages.join(", ")).toBeGreaterThan(-1);
+      expect(messages.indexOf("deregistered from Consul"), messages.join(", ")).toBeLessThan(
         messages.indexOf("draining"),
       );
       expect(double.services.has(id)).toBe(false);
