@@ -38,6 +38,7 @@ import {
   createTranscoder,
   forwardedHeadersOf,
   type GatewayResponse,
+  headerReader,
 } from "./transcoder.ts";
 import { createWebSocketGateway } from "./websocket.ts";
 
@@ -174,7 +175,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     const identity =
       headers.authorization === undefined
         ? undefined
-        : await authenticate(method, new Headers(headers)).catch(() => undefined);
+        : await authenticate(method, headerReader(headers)).catch(() => undefined);
     const client = clientKeyOf(identity?.userId, addressOf(req, config.RATE_LIMIT_TRUSTED_PROXIES));
     for (const [name, value] of Object.entries(await admit(rateLimits.take(client, method)))) {
       res.setHeader(name, value);
@@ -269,6 +270,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
       const { kind, rpc = "" } = served;
       requests.inc({ kind, rpc, status: String(res.statusCode) });
       latency.observe({ kind, rpc }, durationMs / 1000);
+      // The line is built only when it is written: the hop costs nothing at level warn.
+      if (!log.isLevelEnabled("info")) return;
       log.info(
         {
           method: req.method,

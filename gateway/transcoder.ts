@@ -25,6 +25,8 @@ export type GatewayRequest = IncomingMessage | Http2ServerRequest;
 export interface GatewayResponse extends NodeJS.WritableStream {
   readonly headersSent: boolean;
   readonly statusCode: number;
+  /** True once the whole response has been handed to the connection. */
+  readonly writableFinished: boolean;
   writeHead(status: number, headers: Record<string, string | string[]>): unknown;
   setHeader(name: string, value: string): unknown;
   addTrailers(trailers: Record<string, string>): void;
@@ -77,6 +79,11 @@ export function addressOf(req: GatewayRequest, trustedProxies: number): string |
 
 // Request headers that travel to the upstream service with the call.
 const forwardedHeaders = ["authorization", "traceparent", "tracestate", "x-request-id"] as const;
+
+/** Reads forwarded headers the way authentication does, without a Headers object per call. */
+export function headerReader(headers: Readonly<Record<string, string>>): Pick<Headers, "get"> {
+  return { get: (name) => headers[name.toLowerCase()] ?? null };
+}
 
 /** The request headers a REST or WebSocket call forwards to its upstream as metadata. */
 export function forwardedHeadersOf(req: { headers: IncomingHttpHeaders }): Record<string, string> {
@@ -138,11 +145,14 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       if (upstream === undefined) throw new Error(`no upstream for ${method.parent.typeName}`);
       const headers = forwardedHeadersOf(req);
       // Refused here, the call costs the upstream nothing; it checks the token again anyway.
-      const identity = await authenticate(method, new Headers(headers));
+      const identity = await authenticate(method, headerReader(headers));
       const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
       setHeaders(res, await admit(rateLimits.take(client, method)));
       const abort = new AbortController();
-      res.once("close", () => abort.abort());
+      // Only a response cut short cancels the call (an abort costs an exception object).
+      res.once("close", () => {
+        if (!res.writableFinished) abort.abort();
+      });
       const call = { headers, timeoutMs: timeoutOf(deadline, path, req), signal: abort.signal };
 
       if (method.methodKind === "client_streaming") {

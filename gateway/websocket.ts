@@ -13,7 +13,13 @@ import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import type { Route } from "./route-table.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
-import { addressOf, forwardedHeadersOf, type TranscoderOptions, timeoutOf } from "./transcoder.ts";
+import {
+  addressOf,
+  forwardedHeadersOf,
+  headerReader,
+  type TranscoderOptions,
+  timeoutOf,
+} from "./transcoder.ts";
 import type { StreamCall } from "./upstream.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
@@ -75,7 +81,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
     if (headers.authorization === undefined && token !== undefined) {
       headers.authorization = `Bearer ${token.slice(bearerProtocol.length)}`;
     }
-    const identity = await authenticate(method, new Headers(headers));
+    const identity = await authenticate(method, headerReader(headers));
     // One token per session, not per message.
     const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
     await admit(rateLimits.take(client, method));

@@ -19,7 +19,10 @@ export interface AuthenticatorOptions {
  * Applies a method's auth policy to a request's headers: resolves with the caller's identity
  * (undefined on a public method without a valid token) or throws Unauthenticated/PermissionDenied.
  */
-export type Authenticate = (method: DescMethod, headers: Headers) => Promise<Identity | undefined>;
+export type Authenticate = (
+  method: DescMethod,
+  headers: Pick<Headers, "get">,
+) => Promise<Identity | undefined>;
 
 // RFC 6750 §2.1: `Bearer` (case-insensitive, RFC 9110 §11.1), whitespace, a token68.
 const bearerPattern = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
