@@ -241,7 +241,8 @@ describe("REST through the gateway", () => {
 
   it("maps an upstream Unimplemented to 501 with code 12", async () => {
     const token = await tokenFor("tasks@example.com");
-    const res = await fetch(`${gateway.url}/v1/projects`, {
+    // The "inference service" here is the task process, which does not serve it.
+    const res = await fetch(`${gateway.url}/v1/conversations`, {
       headers: { authorization: `Bearer ${token}` },
     });
     expect(res.status).toBe(501);

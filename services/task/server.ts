@@ -1,27 +1,101 @@
+import { createClient, type ServiceImpl } from "@connectrpc/connect";
 import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
 import { createRemoteVerifier } from "../../kit/auth/remote-verifier.ts";
+import { resiliencePolicyOf } from "../../kit/balance/policy.ts";
+import { createBalancedTransport } from "../../kit/balance/transport.ts";
+import { type Database, openServiceDatabase } from "../../kit/db/database.ts";
+import { loadServerSecret } from "../../kit/db/server-secret.ts";
 import type { Log } from "../../kit/log.ts";
+import { createPageTokens } from "../../kit/page-token.ts";
+import { openRegistry } from "../../kit/registry/open-registry.ts";
+import type { Runnable } from "../../kit/run-process.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
+import { createActivityRpcs } from "./activity-log.ts";
+import { createCommentRpcs } from "./comments.ts";
 import type { TaskConfig } from "./config.ts";
+import { taskEntities } from "./entities.ts";
+import { createExportRpcs } from "./export.ts";
+import { createMemberRpcs } from "./members.ts";
+import { taskMigrations } from "./migrations.ts";
+import { createProjectRpcs } from "./projects.ts";
+import { createStatsRpcs } from "./stats.ts";
+import { createTaskListRpcs } from "./task-list.ts";
+import { createTaskRpcs } from "./tasks.ts";
+import { createUserDirectory } from "./user-directory.ts";
 
 /** What the task service is built from. */
 export interface TaskServerDeps {
   readonly config: TaskConfig;
   readonly log: Log;
+  /** The clock of statistics and timestamps; tests pass their own. */
+  readonly clock?: () => Date;
+}
+
+/** The running task service: its server, its database, and the lifecycle of both. */
+export interface TaskServer extends Runnable {
+  readonly server: Server;
+  readonly db: Database;
 }
 
 /**
- * Builds the task service (projects, tasks, comments and exports). Its RPCs are not implemented yet: every
- * method answers Unimplemented (after checking the caller's token as its auth policy says),
- * while health, reflection and metrics already work.
+ * Builds the task service: opens and migrates its database, and wires projects, members,
+ * tasks, comments, statistics, the activity log and the exports behind token verification.
+ * Users are looked up in the user service through its generated client.
  */
-export function createTaskServer({ config, log }: TaskServerDeps): Server {
+export async function createTaskServer({
+  config,
+  log,
+  clock = () => new Date(),
+}: TaskServerDeps): Promise<TaskServer> {
+  const db = await openServiceDatabase("task", config, {
+    entities: taskEntities,
+    migrations: taskMigrations,
+    log,
+  });
+  const pageTokens = createPageTokens(await loadServerSecret(db, "page-tokens"));
+  // The user service's instances, from the registry (USER_SERVICE_URL, or Consul), called
+  // with the gateway's balancing, breaker and retries.
+  const registry = openRegistry(config, log, { [UserService.typeName]: config.USER_SERVICE_URL });
+  const userTransport = createBalancedTransport({
+    service: UserService.typeName,
+    registry,
+    policy: resiliencePolicyOf(config),
+    defaultTimeoutMs: config.DEFAULT_DEADLINE_MS,
+    log,
+  });
+  const users = createUserDirectory(createClient(UserService, userTransport), {
+    ttlMs: config.USER_LOOKUP_CACHE_MS,
+  });
+  const deps = { db, users, pageTokens, clock };
+  // Typed as the whole service, so that an RPC left out fails to compile.
+  const rpcs: ServiceImpl<typeof TaskService> = {
+    ...createProjectRpcs(deps),
+    ...createMemberRpcs(deps),
+    ...createTaskRpcs(deps),
+    ...createTaskListRpcs(deps),
+    ...createCommentRpcs(deps),
+    ...createStatsRpcs(deps),
+    ...createActivityRpcs(deps),
+    ...createExportRpcs(deps),
+  };
   const verifier = createRemoteVerifier(config, log);
-  return createServer({
+  const server = createServer({
     config,
     log,
-    services: [bindService(TaskService, {})],
+    services: [bindService(TaskService, rpcs)],
     interceptors: [createAuthInterceptor({ verifier, log })],
   });
+  return {
+    server,
+    db,
+    listen: () => server.listen(),
+    async close() {
+      await server.close();
+      userTransport.close();
+      registry.close();
+      await db.close();
+    },
+  };
 }
