@@ -16,6 +16,8 @@ export interface LogOptions {
 export function createLogger(options: LogOptions): Log {
   const format = options.format ?? (process.stdout.isTTY ? "pretty" : "json");
   const base = { name: options.name, level: options.level };
-  if (format === "json") return pino(base);
+  // Written synchronously: nothing is left buffered at exit, and once nobody reads the output
+  // (the launcher was killed) pino stops writing instead of retrying the broken pipe forever.
+  if (format === "json") return pino(base, pino.destination({ fd: 1, sync: true }));
   return pino(base, pretty({ sync: true, ignore: "pid,hostname,name" }));
 }
