@@ -9,13 +9,14 @@ import { requireIdentity } from "../../kit/auth/identity.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Jobs } from "../../kit/jobs/jobs.ts";
 import { type PageTokens, pageSizeOf } from "../../kit/page-token.ts";
+import { parseUuid } from "../../kit/uuid.ts";
 import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
 import { User, type UserRow, VerificationToken } from "./entities.ts";
 import type { SigningKeys } from "./keys.ts";
 import { hashPassword } from "./passwords.ts";
 import { newOpaqueToken, tokenHash } from "./tokens.ts";
-import { checkPassword, checkUuid, normalizeDisplayName, normalizeEmail } from "./validation.ts";
+import { checkPassword, normalizeDisplayName, normalizeEmail } from "./validation.ts";
 
 /** The stream the user service publishes its events to. */
 export const userEventsStream = "user.events";
@@ -47,7 +48,7 @@ export function createAccountRpcs({
   const adminEmail = config.ADMIN_EMAIL?.toLowerCase();
 
   async function findUser(id: string): Promise<UserRow> {
-    const user = await db.fork().findOne(User, { id: checkUuid(id) });
+    const user = await db.fork().findOne(User, { id: parseUuid(id, "id") });
     if (!user) throw notFound(id);
     return user;
   }
@@ -194,7 +195,7 @@ export function createAccountRpcs({
         throw new ConnectError("role must be ROLE_MEMBER or ROLE_ADMIN", Code.InvalidArgument);
       }
       const em = db.fork();
-      const user = await em.findOne(User, { id: checkUuid(req.id) });
+      const user = await em.findOne(User, { id: parseUuid(req.id, "id") });
       if (!user) throw notFound(req.id);
       user.role = req.role === Role.ADMIN ? "admin" : "member";
       user.updatedAt = new Date();

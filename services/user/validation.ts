@@ -29,11 +29,3 @@ export function normalizeDisplayName(name: string): string {
   if ([...trimmed].length > 100) throw invalid("display_name must be at most 100 characters");
   return trimmed;
 }
-
-/** Checks that an id is a UUID, so a malformed one is InvalidArgument rather than NotFound. */
-export function checkUuid(id: string, field = "id"): string {
-  if (!/^[\da-f]{8}-[\da-f]{4}-[\da-f]{4}-[\da-f]{4}-[\da-f]{12}$/i.test(id)) {
-    throw invalid(`${field} must be a UUID`);
-  }
-  return id.toLowerCase();
-}
