@@ -92,6 +92,10 @@ export function createResilient<E>(service: string, options: ResilientOptions<E>
     rollingCountTimeout: policy.breaker.windowMs,
     rollingCountBuckets: 10,
     resetTimeout: policy.breaker.resetTimeoutMs,
+    // Only the error rate is read: no latency percentiles (a sort of the window's latencies on
+    // every failure) and no snapshot events on the hot path.
+    rollingPercentilesEnabled: false,
+    enableSnapshots: false,
     // A client error is a working service: it counts as a success, never as a failure.
     errorFilter: (err: unknown) => !isServerFailure(err),
   });
