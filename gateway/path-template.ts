@@ -52,6 +52,36 @@ export interface PathTemplate {
    * Throws a ConnectError (InvalidArgument) on an invalid percent-encoding.
    */
   match(rawPath: string): Map<string, string> | undefined;
+  /** Same as `match`, for a path already split (see splitPath), as a route table does once. */
+  matchSplit(path: SplitPath): Map<string, string> | undefined;
+}
+
+/**
+ * A raw request path split into its segments once, each decoded on first use and then kept,
+ * so that trying many templates on one request costs one split and one decoding.
+ */
+export interface SplitPath {
+  /** The raw (percent-encoded) segments after the leading "/". */
+  readonly raw: readonly string[];
+  /** The decoded segment at `index`; throws a ConnectError (InvalidArgument) when malformed. */
+  decoded(index: number): string;
+}
+
+/** Splits a raw path that starts with "/"; see SplitPath. */
+export function splitPath(rawPath: string): SplitPath {
+  const raw = rawPath.slice(1).split("/");
+  const decoded: (string | undefined)[] = [];
+  return {
+    raw,
+    decoded(index) {
+      let value = decoded[index];
+      if (value === undefined) {
+        value = decodeSegment(raw[index] ?? "");
+        decoded[index] = value;
+      }
+      return value;
+    },
+  };
 }
 
 // RFC 3986 pchar without ":" (the verb separator), "=" (the variable separator), "*", and
@@ -186,33 +216,35 @@ function compileTemplate(
       .join("/") +
     (verb === undefined ? "" : `:${verb}`);
 
-  function match(rawPath: string): Map<string, string> | undefined {
-    if (!rawPath.startsWith("/")) return undefined;
-    const raw = rawPath.slice(1).split("/");
+  function matchSplit(path: SplitPath): Map<string, string> | undefined {
+    let raw = path.raw;
+    if (hasDeepWildcard ? raw.length < fixedCount : raw.length !== fixedCount) return undefined;
+    const last = raw.length - 1;
+    // The segment at `last` without its verb, decoded.
+    let lastValue: string | undefined;
     if (verb !== undefined) {
       // The verb follows the last ":" of the last segment; a colon inside an id of a
       // template without verb stays part of the id.
-      const last = raw.length - 1;
       const lastSegment = raw[last] ?? "";
       const colon = lastSegment.lastIndexOf(":");
       if (colon < 0 || decodeSegment(lastSegment.slice(colon + 1)) !== verb) return undefined;
-      raw[last] = lastSegment.slice(0, colon);
+      raw = [...raw.slice(0, last), lastSegment.slice(0, colon)];
+      lastValue = decodeSegment(raw[last] ?? "");
     }
-    if (hasDeepWildcard ? raw.length < fixedCount : raw.length !== fixedCount) return undefined;
-    const decoded: string[] = [];
+    const valueAt = (i: number) =>
+      i === last && lastValue !== undefined ? lastValue : path.decoded(i);
     for (let i = 0; i < fixedCount; i++) {
       const segment = segments[i];
-      const value = decodeSegment(raw[i] ?? "");
+      const value = valueAt(i);
       if (value === "") return undefined;
       if (segment?.kind === "literal" && segment.value !== value) return undefined;
-      decoded.push(value);
     }
     const bindings = new Map<string, string>();
     for (const v of variables) {
       const single = v.end - v.start === 1 && segments[v.start]?.kind === "wildcard";
       if (single) {
         // A single-segment variable is fully decoded: "%2F" is a "/" inside the value.
-        bindings.set(v.fieldPath, decoded[v.start] ?? "");
+        bindings.set(v.fieldPath, valueAt(v.start));
         continue;
       }
       // A multi-segment variable keeps "%2F" encoded so that it never reads as a separator.
@@ -222,8 +254,21 @@ function compileTemplate(
     return bindings;
   }
 
+  const match = (rawPath: string) =>
+    rawPath.startsWith("/") ? matchSplit(splitPath(rawPath)) : undefined;
+
   const literalCount = segments.filter((s) => s.kind === "literal").length;
-  return { source, segments, variables, verb, literalCount, hasDeepWildcard, shape, match };
+  return {
+    source,
+    segments,
+    variables,
+    verb,
+    literalCount,
+    hasDeepWildcard,
+    shape,
+    match,
+    matchSplit,
+  };
 }
 
 function decodeSegment(raw: string): string {

@@ -4,7 +4,7 @@ import { http } from "../gen/google/api/annotations_pb.ts";
 import type { HttpRule } from "../gen/google/api/http_pb.ts";
 import { textTypeOf } from "./field-text.ts";
 import type { PathTemplate } from "./path-template.ts";
-import { createPathTemplate } from "./path-template.ts";
+import { createPathTemplate, splitPath } from "./path-template.ts";
 
 /** One HTTP binding of an RPC, from its `google.api.http` rule or one of its additional bindings. */
 export interface Route {
@@ -65,17 +65,37 @@ export function createRouteTable(services: readonly DescService[]): RouteTable {
   rejectAmbiguous(routes);
   routes.sort(compareSpecificity);
 
+  // The routes that can match a path of n segments, in precedence order, built on first use:
+  // a request tries only those, on a path split once. Past a bound, paths no client of these
+  // routes sends are not cached, so such requests cannot grow the table.
+  const bySegmentCount = new Map<number, readonly Route[]>();
+  const maxCachedCount = 32;
+  const candidatesFor = (count: number): readonly Route[] => {
+    let candidates = bySegmentCount.get(count);
+    if (candidates === undefined) {
+      candidates = routes.filter(({ template }) => {
+        const fixed = template.segments.length - Number(template.hasDeepWildcard);
+        return template.hasDeepWildcard ? count >= fixed : count === fixed;
+      });
+      if (count <= maxCachedCount) bySegmentCount.set(count, candidates);
+    }
+    return candidates;
+  };
+
   function match(httpMethod: string, rawPath: string): RouteMatch {
-    const allow = new Set<string>();
-    for (const route of routes) {
-      const bindings = route.template.match(rawPath);
+    if (!rawPath.startsWith("/")) return { kind: "not-found" };
+    const path = splitPath(rawPath);
+    let allow: Set<string> | undefined;
+    for (const route of candidatesFor(path.raw.length)) {
+      const bindings = route.template.matchSplit(path);
       if (bindings === undefined) continue;
       if (route.httpMethod === httpMethod || route.httpMethod === "*") {
         return { kind: "found", route, bindings };
       }
+      allow ??= new Set();
       allow.add(route.httpMethod);
     }
-    if (allow.size === 0) return { kind: "not-found" };
+    if (allow === undefined) return { kind: "not-found" };
     return { kind: "method-not-allowed", allow: [...allow].sort() };
   }
 
