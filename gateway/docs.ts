@@ -13,10 +13,11 @@ export interface DocsResponse {
 }
 
 /**
- * Serves one GET request if its raw path is `/openapi.json` or under `/docs`; resolves false,
- * writing nothing, for any other path.
+ * Serves one GET request if its raw path is `/openapi.json` or under `/docs`, resolving once
+ * answered; returns false at once, writing nothing, for any other path (the REST routes' GETs
+ * pass by without a wait).
  */
-export type ServeDocs = (path: string, res: DocsResponse) => Promise<boolean>;
+export type ServeDocs = (path: string, res: DocsResponse) => Promise<void> | false;
 
 const contentTypes: Record<string, string> = {
   ".css": "text/css; charset=utf-8",
@@ -82,35 +83,7 @@ export function createDocs(routes: RouteTable): ServeDocs {
   }
   const cache = new Map<string, Promise<Buffer>>();
 
-  return async (path, res) => {
-    if (path === "/openapi.json") {
-      res.writeHead(200, {
-        "content-type": "application/json",
-        "cache-control": "no-cache",
-      });
-      res.end(openApi);
-      return true;
-    }
-    if (path === "/docs" || path === "/docs/" || path === "/docs/index.html") {
-      res.writeHead(200, {
-        ...pageHeaders,
-        "content-type": contentTypes[".html"] as string,
-        "cache-control": "no-cache",
-      });
-      res.end(page);
-      return true;
-    }
-    if (path === "/docs/swagger-initializer.js") {
-      res.writeHead(200, {
-        "content-type": contentTypes[".js"] as string,
-        "cache-control": "no-cache",
-        "x-content-type-options": "nosniff",
-      });
-      res.end(initializer);
-      return true;
-    }
-    const file = assets.get(path);
-    if (file === undefined) return false;
+  const send = async (file: string, res: DocsResponse) => {
     let body = cache.get(file);
     if (body === undefined) {
       body = readFile(file);
@@ -127,6 +100,36 @@ export function createDocs(routes: RouteTable): ServeDocs {
       "x-content-type-options": "nosniff",
     });
     res.end(bytes);
-    return true;
+  };
+
+  return (path, res) => {
+    if (path === "/openapi.json") {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "cache-control": "no-cache",
+      });
+      res.end(openApi);
+      return Promise.resolve();
+    }
+    if (path === "/docs" || path === "/docs/" || path === "/docs/index.html") {
+      res.writeHead(200, {
+        ...pageHeaders,
+        "content-type": contentTypes[".html"] as string,
+        "cache-control": "no-cache",
+      });
+      res.end(page);
+      return Promise.resolve();
+    }
+    if (path === "/docs/swagger-initializer.js") {
+      res.writeHead(200, {
+        "content-type": contentTypes[".js"] as string,
+        "cache-control": "no-cache",
+        "x-content-type-options": "nosniff",
+      });
+      res.end(initializer);
+      return Promise.resolve();
+    }
+    const file = assets.get(path);
+    return file === undefined ? false : send(file, res);
   };
 }

@@ -112,10 +112,18 @@ export const rateLimitConfigShape = {
 /** The validated rate-limit settings. */
 export type RateLimitConfig = Readonly<z.infer<z.ZodObject<typeof rateLimitConfigShape>>>;
 
+const classes = new WeakMap<DescMethod, string>();
+
 /** An RPC's rate-limit class: `(protomesh.options.v1.call).rate_limit_class`, or "default". */
 export function rateLimitClassOf(method: DescMethod): string {
-  if (!hasOption(method, call)) return "default";
-  return getOption(method, call).rateLimitClass || "default";
+  let rateClass = classes.get(method);
+  if (rateClass === undefined) {
+    // Read once per method: an option is decoded from the descriptor at every read.
+    rateClass = hasOption(method, call) ? getOption(method, call).rateLimitClass : "";
+    rateClass ||= "default";
+    classes.set(method, rateClass);
+  }
+  return rateClass;
 }
 
 /** The outcome of one rate-limit check, with what the response headers say about it. */

@@ -36,6 +36,7 @@ import { createServiceUpstream, type ServiceUpstream } from "./service-upstream.
 import {
   addressOf,
   createTranscoder,
+  type Exchange,
   forwardedHeadersOf,
   type GatewayResponse,
   headerReader,
@@ -200,8 +201,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
 
   // /openapi.json and /docs: the document of these routes, built now, and Swagger UI.
   const serveDocs = createDocs(routes);
-  const serveOps = async (path: string, res: GatewayResponse): Promise<boolean> => {
-    if (await serveDocs(path, res)) return true;
+  // Answers a GET of the gateway's own paths; false at once for any other path.
+  const serveOps = (path: string, res: GatewayResponse): Promise<void> | false => {
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
       res.end("ok\n");
@@ -209,51 +210,63 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
       res.writeHead(health.serving ? 200 : 503, { "content-type": "text/plain; charset=utf-8" });
       res.end(health.serving ? "ready\n" : "not ready\n");
     } else if (path === "/metrics") {
-      const body = await metrics.registry.metrics();
-      res.writeHead(200, { "content-type": metrics.registry.contentType });
-      res.end(body);
+      return metrics.registry.metrics().then((body) => {
+        res.writeHead(200, { "content-type": metrics.registry.contentType });
+        res.end(body);
+      });
     } else {
-      return false;
+      return serveDocs(path, res);
     }
-    return true;
+    return Promise.resolve();
   };
 
   // What a request turned out to be, for its metrics and log line: the RPC is "" for requests
   // that are none ("/pkg.Service/Method" otherwise), so its label has a bounded set of values.
-  interface Served {
-    readonly kind: string;
-    readonly rpc?: string;
+  interface Served extends Exchange {
+    kind: string;
   }
   const route = async (
     req: Parameters<DualHandler>[0],
     res: Parameters<DualHandler>[1],
     path: string,
-  ): Promise<Served> => {
+    served: Served,
+  ): Promise<void> => {
     // Before everything else: a preflight is answered here and never reaches an upstream.
-    if (applyCors(cors, req, res, methodsOf, path)) return { kind: "cors" };
-    if (req.method === "GET" && (await serveOps(path, res))) return { kind: "ops" };
+    if (applyCors(cors, req, res, methodsOf, path)) {
+      served.kind = "cors";
+      return;
+    }
+    const ops = req.method === "GET" && serveOps(path, res);
+    if (ops !== false) {
+      served.kind = "ops";
+      await ops;
+      return;
+    }
     if (path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.")) {
+      served.kind = "local";
       local(req, res);
-      return { kind: "local" };
+      return;
     }
     if (serving.draining) {
+      served.kind = "draining";
       sendError(res, new ConnectError("gateway is shutting down", Code.Unavailable));
-      return { kind: "draining" };
+      return;
     }
     const upstream = proxy.upstreamOf(req, path);
     if (upstream !== undefined) {
+      served.kind = "native";
+      served.rpc = path;
       applyDeadline(req.headers, path, deadline);
       try {
         await admitNative(req, res, path);
       } catch (err) {
         respondError(res, req.headers["content-type"] ?? "", ConnectError.from(err));
-        return { kind: "native", rpc: path };
+        return;
       }
       proxy.forward(req, res, upstream);
-      return { kind: "native", rpc: path };
+      return;
     }
-    const rpc = await transcode(req, res);
-    return rpc === undefined ? { kind: "rest" } : { kind: "rest", rpc };
+    await transcode(req, res, path, served);
   };
 
   const handle: DualHandler = (req, res) => {
@@ -263,9 +276,12 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     const requestId = typeof given === "string" && given !== "" ? given : randomUUID();
     req.headers["x-request-id"] = requestId;
     res.setHeader("x-request-id", requestId);
-    inFlight.track(res);
-    let served: Served = { kind: "rest" };
+    const served: Served = { kind: "rest" };
+    inFlight.enter();
+    // The one listener of the response: a request's end is counted, measured and logged here.
     res.once("close", () => {
+      inFlight.leave();
+      if (!res.writableFinished) served.abandon?.();
       const durationMs = performance.now() - started;
       const { kind, rpc = "" } = served;
       requests.inc({ kind, rpc, status: String(res.statusCode) });
@@ -285,16 +301,11 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
         "request",
       );
     });
-    route(req, res, path).then(
-      (s) => {
-        served = s;
-      },
-      (err: unknown) => {
-        log.error({ err, path }, "request failed");
-        if (!res.headersSent) sendError(res, new ConnectError("internal error", Code.Internal));
-        else res.destroy();
-      },
-    );
+    route(req, res, path, served).catch((err: unknown) => {
+      log.error({ err, path }, "request failed");
+      if (!res.headersSent) sendError(res, new ConnectError("internal error", Code.Internal));
+      else res.destroy();
+    });
   };
 
   const serving = createServing({

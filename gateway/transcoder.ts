@@ -52,10 +52,26 @@ export interface TranscoderOptions {
 }
 
 /**
- * Serves one JSON/HTTP request and resolves with the path of the RPC it routed to
- * ("/pkg.Service/Method"), if any; never rejects (every failure becomes a JSON error response).
+ * What the gateway keeps of one request while serving it, filled in by whoever serves it: read
+ * for its metrics and log line, and called on when its client goes away.
  */
-export type Transcoder = (req: GatewayRequest, res: GatewayResponse) => Promise<string | undefined>;
+export interface Exchange {
+  /** The RPC the request was routed to, "/pkg.Service/Method", once known. */
+  rpc?: string;
+  /** Cancels the request's upstream call; run when the response closes before it finished. */
+  abandon?: () => void;
+}
+
+/**
+ * Serves one JSON/HTTP request at `path` (the request target without its query); records the
+ * RPC it routed to on `exchange`. Never rejects: every failure becomes a JSON error response.
+ */
+export type Transcoder = (
+  req: GatewayRequest,
+  res: GatewayResponse,
+  path: string,
+  exchange: Exchange,
+) => Promise<void>;
 
 /**
  * The deadline of a REST or WebSocket call (see restDeadline); InvalidArgument for a malformed
@@ -80,6 +96,16 @@ export function addressOf(req: GatewayRequest, trustedProxies: number): string |
 // Request headers that travel to the upstream service with the call.
 const forwardedHeaders = ["authorization", "traceparent", "tracestate", "x-request-id"] as const;
 
+/**
+ * The query parameters of a request target. A target without a query shares one empty
+ * instance: binding only reads them.
+ */
+export function queryOf(target: string | undefined): URLSearchParams {
+  const start = target?.indexOf("?") ?? -1;
+  return start < 0 ? noQuery : new URLSearchParams(target?.slice(start + 1));
+}
+const noQuery = new URLSearchParams();
+
 /** Reads forwarded headers the way authentication does, without a Headers object per call. */
 export function headerReader(headers: Readonly<Record<string, string>>): Pick<Headers, "get"> {
   return { get: (name) => headers[name.toLowerCase()] ?? null };
@@ -103,24 +129,18 @@ export function forwardedHeadersOf(req: { headers: IncomingHttpHeaders }): Recor
 export function createTranscoder(options: TranscoderOptions): Transcoder {
   const { routes, upstreams, authenticate, deadline, maxBodyBytes, maxUploadBytes, log } = options;
   const { rateLimits, trustedProxies } = options;
-  const setHeaders = (res: GatewayResponse, headers: Record<string, string>) => {
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-  };
 
-  const serve = async (
-    req: GatewayRequest,
-    res: GatewayResponse,
-    seen: { rpc?: string },
-  ): Promise<void> => {
+  return async (req, res, path, exchange) => {
+    // The rate-limit headers, on the answer whatever it is once the call was admitted.
+    let admitted: Record<string, string> = {};
     try {
-      const url = new URL(req.url ?? "/", "http://gateway");
-      const match = routes.match(req.method ?? "GET", url.pathname);
+      const match = routes.match(req.method ?? "GET", path);
       if (match.kind === "not-found") {
-        throw new ConnectError(`no route for ${req.method} ${url.pathname}`, Code.NotFound);
+        throw new ConnectError(`no route for ${req.method} ${path}`, Code.NotFound);
       }
       if (match.kind === "method-not-allowed") {
         const err = new ConnectError(
-          `${req.method} is not allowed on ${url.pathname}; use ${match.allow.join(", ")}`,
+          `${req.method} is not allowed on ${path}; use ${match.allow.join(", ")}`,
           Code.Unimplemented,
         );
         sendError(res, err, { status: 405, headers: { allow: match.allow.join(", ") } });
@@ -128,11 +148,11 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       }
       const { route, bindings } = match;
       const method = route.method;
-      const path = methodPath(method);
-      seen.rpc = path;
+      const rpc = methodPath(method);
+      exchange.rpc = rpc;
       if (method.methodKind === "bidi_streaming") {
         const err = new ConnectError(
-          `${rpcName(method)} is bidirectional streaming: open a WebSocket on ${url.pathname}`,
+          `${rpcName(method)} is bidirectional streaming: open a WebSocket on ${path}`,
           Code.InvalidArgument,
         );
         sendError(res, err, {
@@ -147,41 +167,40 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       // Refused here, the call costs the upstream nothing; it checks the token again anyway.
       const identity = await authenticate(method, headerReader(headers));
       const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
-      setHeaders(res, await admit(rateLimits.take(client, method)));
+      admitted = await admit(rateLimits.take(client, method));
       const abort = new AbortController();
-      // Only a response cut short cancels the call (an abort costs an exception object).
-      res.once("close", () => {
-        if (!res.writableFinished) abort.abort();
-      });
-      const call = { headers, timeoutMs: timeoutOf(deadline, path, req), signal: abort.signal };
+      exchange.abandon = () => abort.abort();
+      const call = { headers, timeoutMs: timeoutOf(deadline, rpc, req), signal: abort.signal };
+      const query = queryOf(req.url);
 
       if (method.methodKind === "client_streaming") {
+        setHeaders(res, admitted);
         await relayUpload(
           { route, upstream, options: call },
-          { bindings, query: url.searchParams, maxUploadBytes },
+          { bindings, query, maxUploadBytes },
           req,
           res,
         );
         return;
       }
-      const bytes = await readBody(req, maxBodyBytes);
+      const bytes = hasBody(req) ? await readBody(req, maxBodyBytes) : undefined;
       if (bytes === "too-large") {
         sendError(res, tooLarge(maxBodyBytes), {
           status: 413,
           // The rest of the body may be unread: the connection cannot carry another request.
-          headers: req.httpVersionMajor === 1 ? { connection: "close" } : {},
+          headers: req.httpVersionMajor === 1 ? { ...admitted, connection: "close" } : admitted,
         });
         return;
       }
       let body: unknown;
-      if (bytes.length > 0) {
+      if (bytes !== undefined && bytes.length > 0) {
         const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
         if (type !== "application/json") {
           const err = new ConnectError(
             `the request body must be JSON: send content-type application/json (got ${type || "none"})`,
             Code.InvalidArgument,
           );
-          sendError(res, err, { status: 415 });
+          sendError(res, err, { status: 415, headers: admitted });
           return;
         }
         try {
@@ -193,33 +212,33 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
           );
         }
       }
-      const message = bindRequest(route, bindings, url.searchParams, body);
+      const message = bindRequest(route, bindings, query, body);
       const account = accountOf(method, message);
-      if (account !== undefined)
-        setHeaders(res, await admit(rateLimits.takeAccount(account, method)));
+      if (account !== undefined) {
+        Object.assign(admitted, await admit(rateLimits.takeAccount(account, method)));
+      }
       if (method.methodKind === "server_streaming") {
+        setHeaders(res, admitted);
         await relayServerStream({ route, upstream, options: call }, message, req, res);
         return;
       }
       const result = await upstream.unary(method, toBinary(method.input, message), call);
       const output = fromBinary(method.output, result.message);
-      const metadata = responseMetadataOf(result.headers);
+      const out = responseMetadataOf(result.headers, admitted);
+      out["cache-control"] = "no-store";
       if (isHttpBody(method.output)) {
         const { contentType, data } = output as HttpBody;
-        res.writeHead(200, {
-          ...metadata,
-          "content-type": contentType || "application/octet-stream",
-          "cache-control": "no-store",
-        });
+        out["content-type"] = contentType || "application/octet-stream";
+        out["content-length"] = String(data.byteLength);
+        res.writeHead(200, out);
         res.end(data);
         return;
       }
+      // One write: the headers and the body with its length, no chunked encoding.
       const json = JSON.stringify(bindResponse(route, output));
-      res.writeHead(200, {
-        ...metadata,
-        "content-type": "application/json",
-        "cache-control": "no-store",
-      });
+      out["content-type"] = "application/json";
+      out["content-length"] = String(Buffer.byteLength(json));
+      res.writeHead(200, out);
       res.end(json);
     } catch (err) {
       const error = ConnectError.from(err);
@@ -230,15 +249,26 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       }
       // What the error says in its metadata (a challenge, rate-limit headers, the service's
       // own) goes out as headers.
-      sendError(res, error, { headers: responseMetadataOf(Object.fromEntries(error.metadata)) });
+      sendError(res, error, {
+        headers: responseMetadataOf(Object.fromEntries(error.metadata), admitted),
+      });
     }
   };
+}
 
-  return async (req, res) => {
-    const seen: { rpc?: string } = {};
-    await serve(req, res, seen);
-    return seen.rpc;
-  };
+function setHeaders(res: GatewayResponse, headers: Record<string, string>): void {
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+}
+
+/**
+ * Whether a request has a body to read. An HTTP/1.1 request without Content-Length and
+ * Transfer-Encoding has none (RFC 9112 §6.3); an HTTP/2 one has none when its HEADERS frame
+ * ended the stream.
+ */
+function hasBody(req: GatewayRequest): boolean {
+  if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
 function tooLarge(max: number): ConnectError {

@@ -306,10 +306,12 @@ const hopHeaders = new Set([
 
 /**
  * The response metadata of an upstream call as HTTP response headers for a REST client: the
- * headers the service set, without pseudo-headers and headers of the hop.
+ * headers the service set, without pseudo-headers and headers of the hop; added to `out`.
  */
-export function responseMetadataOf(headers: http2.IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
+export function responseMetadataOf(
+  headers: http2.IncomingHttpHeaders,
+  out: Record<string, string> = {},
+): Record<string, string> {
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || name.startsWith(":") || hopHeaders.has(name)) continue;
     out[name] = Array.isArray(value) ? value.join(", ") : String(value);

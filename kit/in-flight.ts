@@ -1,8 +1,10 @@
 /** Counts requests in progress, so that a draining server knows when it may close. */
 export interface InFlight {
   readonly count: number;
-  /** Counts a request until its response closes (finished, failed or abandoned). */
-  track(res: { once(event: "close", listener: () => void): unknown }): void;
+  /** Counts a request in progress; call `leave` once when its response has closed. */
+  enter(): void;
+  /** Counts a request's end (finished, failed or abandoned). */
+  leave(): void;
   /** Resolves when no request is in progress, or after `timeoutMs` at the latest. */
   settled(timeoutMs: number): Promise<void>;
 }
@@ -15,12 +17,12 @@ export function createInFlight(): InFlight {
     get count() {
       return count;
     },
-    track(res) {
+    enter() {
       count++;
-      res.once("close", () => {
-        count--;
-        if (count === 0) onZero?.();
-      });
+    },
+    leave() {
+      count--;
+      if (count === 0) onZero?.();
     },
     settled(timeoutMs) {
       if (count === 0) return Promise.resolve();

@@ -132,7 +132,10 @@ export function createServer(options: ServerOptions): Server {
   const handle: DualHandler = (req, res) => {
     const path = pathOf(req);
     applyDeadline(req.headers, path, deadline);
-    if (!alwaysOpen(path)) inFlight.track(res);
+    if (!alwaysOpen(path)) {
+      inFlight.enter();
+      res.once("close", inFlight.leave);
+    }
     connectHandler(req, res);
   };
 
