@@ -372,10 +372,22 @@ export function clientKeyOf(
   remoteAddress: string | undefined,
 ): string {
   if (subject) return `sub:${subject}`;
-  return `ip:${normalizeAddress(remoteAddress)}`;
+  const address = remoteAddress ?? "";
+  let key = addressKeys.get(address);
+  if (key === undefined) {
+    key = `ip:${normalizeAddress(address)}`;
+    // Bounded: a flood of distinct addresses empties it instead of growing it.
+    if (addressKeys.size >= maxAddressKeys) addressKeys.clear();
+    addressKeys.set(address, key);
+  }
+  return key;
 }
 
-function normalizeAddress(address: string | undefined): string {
+// The keys of recent client addresses: normalizing one takes an IPv6 parse per call.
+const addressKeys = new Map<string, string>();
+const maxAddressKeys = 4096;
+
+function normalizeAddress(address: string): string {
   if (!address) return "unknown";
   const plain = address.replace(/%.*$/, "");
   if (!isIPv6(plain)) return plain;

@@ -82,6 +82,8 @@ const maxErrorBytes = 64 * 1024;
  */
 export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstream {
   const { log } = options;
+  const { host: authority, protocol } = new URL(baseUrl);
+  const scheme = protocol.slice(0, -1);
   let current: http2.ClientHttp2Session | undefined;
   let closed = false;
 
@@ -105,31 +107,44 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     return s;
   }
 
-  /** Opens the HTTP/2 stream of a Connect call; throws when no session can be had. */
+  /**
+   * Opens the HTTP/2 stream of a Connect call; throws when no session can be had. The headers
+   * go as node's flat raw list, with every pseudo-header: node then uses the list as it is,
+   * where it would copy a headers object (or a list missing one) first.
+   */
   function open(
     path: string,
     call: CallOptions,
-    headers: http2.OutgoingHttpHeaders,
+    contentType: string,
+    contentLength?: number,
   ): http2.ClientHttp2Stream {
     if (closed) throw new Error("gateway is shutting down");
-    return session().request({
-      ":method": "POST",
-      ":path": path,
-      ...call.headers,
-      ...headers,
-      "connect-protocol-version": "1",
-      "connect-timeout-ms": String(Math.max(1, Math.ceil(call.timeoutMs))),
-    });
+    const headers = [
+      ":method",
+      "POST",
+      ":scheme",
+      scheme,
+      ":authority",
+      authority,
+      ":path",
+      path,
+      "content-type",
+      contentType,
+      "connect-protocol-version",
+      "1",
+      "connect-timeout-ms",
+      String(Math.max(1, Math.ceil(call.timeoutMs))),
+    ];
+    if (contentLength !== undefined) headers.push("content-length", String(contentLength));
+    for (const name in call.headers) headers.push(name, call.headers[name] as string);
+    return session().request(headers);
   }
 
   function unary(path: string, body: Uint8Array, call: CallOptions): Promise<UnaryResult> {
     return new Promise((resolve, reject) => {
       let stream: http2.ClientHttp2Stream;
       try {
-        stream = open(path, call, {
-          "content-type": "application/proto",
-          "content-length": String(body.byteLength),
-        });
+        stream = open(path, call, "application/proto", body.byteLength);
       } catch (err) {
         reject(unanswered(unavailable(baseUrl, err)));
         return;
@@ -198,7 +213,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     let failure: ConnectError | undefined;
     let stream: http2.ClientHttp2Stream | undefined;
     try {
-      stream = open(path, call, { "content-type": "application/connect+proto" });
+      stream = open(path, call, "application/connect+proto");
     } catch (err) {
       failure = unanswered(unavailable(baseUrl, err));
     }
