@@ -327,7 +327,8 @@ export function responseMetadataOf(
   headers: http2.IncomingHttpHeaders,
   out: Record<string, string> = {},
 ): Record<string, string> {
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || name.startsWith(":") || hopHeaders.has(name)) continue;
     out[name] = Array.isArray(value) ? value.join(", ") : String(value);
   }
