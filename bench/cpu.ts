@@ -27,6 +27,32 @@ export function cpuMicros(pid: number): number {
   return (ticks * 1e6) / ticksPerSecond();
 }
 
+/** cpuMicros of each of some processes, by process id, leaving out those that have exited. */
+export function cpuMicrosByPid(pids: readonly number[]): Map<number, number> {
+  const found = new Map<number, number>();
+  for (const pid of pids) {
+    try {
+      found.set(pid, cpuMicros(pid));
+    } catch {
+      // Exited since its id was read.
+    }
+  }
+  return found;
+}
+
+/**
+ * The CPU time processes used between two cpuMicrosByPid readings: a process that started in
+ * between counts from zero; one that exited in between is missed.
+ */
+export function cpuMicrosUsed(
+  before: ReadonlyMap<number, number>,
+  after: ReadonlyMap<number, number>,
+): number {
+  let used = 0;
+  for (const [pid, micros] of after) used += micros - (before.get(pid) ?? 0);
+  return used;
+}
+
 /**
  * Time one core has spent running tasks (user, nice and system, without interrupts and
  * softirqs) or taken by the hypervisor (steal), in microseconds, from /proc/stat. Less the CPU

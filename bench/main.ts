@@ -1,13 +1,14 @@
 // npm run bench: the cost of the gateway's REST hop against a direct call, nginx and a minimal
-// undici proxy, all in one run on this machine. The servers share one core, wrk loads them
-// from another; each proxy's CPU time per request comes from the kernel's accounting.
+// undici proxy; then a page of a large project's tasks on PostgreSQL, directly and through the
+// gateway; all in one run on this machine. The servers share one core, wrk loads them from
+// another; each process's CPU time per request comes from the kernel's accounting.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, release, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { loadConfigOrExit } from "../kit/config.ts";
-import { coreBusyMicros, cpuMicros, pinToCore } from "./cpu.ts";
+import { coreBusyMicros, cpuMicros, cpuMicrosByPid, cpuMicrosUsed, pinToCore } from "./cpu.ts";
 import { summarizeProfile } from "./cpu-profile.ts";
 import { checkPrerequisites } from "./prerequisites.ts";
 import {
@@ -19,7 +20,18 @@ import {
   summarize,
   verdicts,
 } from "./report.ts";
-import { type BenchProcesses, type Setup, setupNames, startSetups } from "./setups.ts";
+import {
+  type BenchProcesses,
+  type Setup,
+  type SetupName,
+  type SetupOptions,
+  type SuiteName,
+  setupNames,
+  startHopSetups,
+  stopRunningSuites,
+  suites,
+} from "./setups.ts";
+import { startTaskSetups } from "./task-setups.ts";
 import { runWrk } from "./wrk.ts";
 
 const count = (min: number) => z.coerce.number().int().min(min);
@@ -36,6 +48,9 @@ const benchConfigSchema = z.object({
   BENCH_LOAD_CORE: count(0).default(0),
   BENCH_SERVER_CORE: count(0).default(1),
   BENCH_ATTEMPTS: count(1).default(4),
+  BENCH_DATABASE_URL: z
+    .url({ protocol: /^postgres(ql)?$/ })
+    .default("postgres://postgres@127.0.0.1:5432/postgres"),
   BENCH_PROFILE_DIR: z.string().optional(),
 });
 
@@ -45,10 +60,15 @@ const usage = `Settings (environment variables):
   BENCH_WARMUP_SECONDS=3    unmeasured load before each measured phase
   BENCH_CONNECTIONS=32      wrk's keep-alive connections (fixed concurrency)
   BENCH_SETUPS=${setupNames.join(",")}
+                            the setups to run: GetShelf four ways (the gateway's hop), then a
+                            page of 50 of a project's 100,000 tasks on PostgreSQL, two ways
   BENCH_LOAD_CORE=0         the core wrk runs on
-  BENCH_SERVER_CORE=1       the core the service and every proxy run on
+  BENCH_SERVER_CORE=1       the core the services and every proxy run on
   BENCH_ATTEMPTS=4          tries of a noisy phase (other work took over 5% of the servers'
                             core, or the load core was over 50% busy); the quietest counts
+  BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres
+                            the PostgreSQL server of the tasks setups: a user who may create
+                            databases; the bench makes its own and drops them at the end
   BENCH_PROFILE_DIR=<dir>   run the gateway under --cpu-prof, write its profile there and
                             print its top functions (the profiler's cost is in the figures)`;
 
@@ -74,70 +94,99 @@ const profileDir =
 if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
 const scratch = mkdtempSync(join(tmpdir(), "protomesh-bench-"));
 process.once("exit", () => rmSync(scratch, { recursive: true, force: true }));
-// Stopped early: exit, so that the exit hooks stop every server the bench started.
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
-let processes: BenchProcesses | undefined;
-let failed = false;
-try {
-  processes = await startSetups({
-    names: config.BENCH_SETUPS,
-    core: config.BENCH_SERVER_CORE,
-    connections: config.BENCH_CONNECTIONS,
-    dir: scratch,
-    nginxBinary: tools.nginx,
-    ...(profileDir === undefined
-      ? {}
-      : { gatewayNodeOptions: `--cpu-prof --cpu-prof-dir=${profileDir}` }),
-  });
-  const samples: Sample[] = [];
-  for (let round = 1; round <= config.BENCH_ROUNDS; round++) {
-    for (const setup of processes.setups) {
-      let sample = await measure(setup, processes.servicePid, round);
-      console.log(formatSample(sample));
-      for (let attempt = 2; attempt <= config.BENCH_ATTEMPTS && noiseOf(sample) > 1; attempt++) {
-        const again = await measure(setup, processes.servicePid, round);
-        console.log(formatSample(again));
-        if (noiseOf(again) < noiseOf(sample)) sample = again;
-      }
-      if (sample.load.errors > 0) failed = true;
-      samples.push(sample);
-    }
-  }
-  // In the table, in the order of their letters: (a) direct … (d) undici.
-  const summaries = summarize(samples, [...config.BENCH_SETUPS].sort());
-  console.log(`\nMedians of ${config.BENCH_ROUNDS} round(s):\n\n${formatTable(summaries)}\n`);
-  console.log(formatVerdicts(verdicts(samples)));
-  const noisy = samples.filter((s) => noiseOf(s) > 1).length;
-  if (noisy > 0) {
-    console.log(`\n${noisy} of the phases counted were NOISY: rerun on a quieter machine.`);
-  }
-  if (failed) console.log("\nSome requests failed (see ERRORS above): the figures are not valid.");
-} finally {
-  await processes?.stop();
+// Stopped early: stop the running suite (its databases are dropped), then exit; the exit hooks
+// kill whatever server is left.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => void stopRunningSuites().finally(() => process.exit(130)));
 }
-if (profileDir !== undefined) printProfile(profileDir);
+const starters: Record<SuiteName, (options: SetupOptions) => Promise<BenchProcesses>> = {
+  hop: startHopSetups,
+  tasks: startTaskSetups,
+};
+const titles: Record<SuiteName, string> = {
+  hop: "The gateway's REST hop: GetShelf four ways",
+  tasks: "Listing tasks: 50 of a project's 100,000, on PostgreSQL",
+};
+let failed = false;
+const counted: Sample[] = [];
+for (const suite of Object.keys(suites) as SuiteName[]) {
+  const names = suites[suite].filter((name) => config.BENCH_SETUPS.includes(name));
+  if (names.length === 0) continue;
+  console.log(`== ${titles[suite]}\n`);
+  const earlierProfiles = profileDir === undefined ? new Set<string>() : profilesIn(profileDir);
+  const samples = await runSuite(suite, names);
+  counted.push(...samples);
+  // In the table, in the order of their letters, as the names sort: (a) direct … (d) undici.
+  const summaries = summarize(samples, [...names].sort());
+  console.log(`\nMedians of ${config.BENCH_ROUNDS} round(s):\n\n${formatTable(summaries)}\n`);
+  const found = verdicts(samples);
+  if (found.length > 0) console.log(`${formatVerdicts(found)}\n`);
+  if (profileDir !== undefined) printProfile(profileDir, earlierProfiles);
+}
+const noisy = counted.filter((s) => noiseOf(s) > 1).length;
+if (noisy > 0) {
+  console.log(`${noisy} of the phases counted were NOISY: rerun on a quieter machine.`);
+}
+if (failed) console.log("Some requests failed (see ERRORS above): the figures are not valid.");
 process.exit(failed ? 1 : 0);
 
+/**
+ * Starts a suite's processes, measures its setups in turns, round after round, and stops the
+ * processes again; the phase of each setup and round that counts.
+ */
+async function runSuite(suite: SuiteName, names: readonly SetupName[]): Promise<Sample[]> {
+  let processes: BenchProcesses | undefined;
+  try {
+    processes = await starters[suite]({
+      names,
+      core: config.BENCH_SERVER_CORE,
+      connections: config.BENCH_CONNECTIONS,
+      dir: scratch,
+      nginxBinary: tools.nginx,
+      databaseUrl: config.BENCH_DATABASE_URL,
+      ...(profileDir === undefined
+        ? {}
+        : { gatewayNodeOptions: `--cpu-prof --cpu-prof-dir=${profileDir}` }),
+    });
+    const samples: Sample[] = [];
+    for (let round = 1; round <= config.BENCH_ROUNDS; round++) {
+      for (const setup of processes.setups) {
+        let sample = await measure(setup, processes, round);
+        console.log(formatSample(sample));
+        for (let attempt = 2; attempt <= config.BENCH_ATTEMPTS && noiseOf(sample) > 1; attempt++) {
+          const again = await measure(setup, processes, round);
+          console.log(formatSample(again));
+          if (noiseOf(again) < noiseOf(sample)) sample = again;
+        }
+        if (sample.load.errors > 0) failed = true;
+        samples.push(sample);
+      }
+    }
+    return samples;
+  } finally {
+    await processes?.stop();
+  }
+}
+
 /** Warms a setup up, then loads it for the measured phase with CPU snapshots around it. */
-async function measure(setup: Setup, servicePid: number, round: number): Promise<Sample> {
-  const load = {
-    url: setup.url,
-    core: config.BENCH_LOAD_CORE,
-    connections: config.BENCH_CONNECTIONS,
-    ...(setup.postBody === undefined ? {} : { postBody: setup.postBody }),
-  };
+async function measure(setup: Setup, processes: BenchProcesses, round: number): Promise<Sample> {
+  const load = { ...setup, core: config.BENCH_LOAD_CORE, connections: config.BENCH_CONNECTIONS };
   if (config.BENCH_WARMUP_SECONDS > 0) {
     await runWrk({ ...load, seconds: config.BENCH_WARMUP_SECONDS });
   }
   const snapshot = () => ({
     proxy: setup.proxyPid === undefined ? 0 : cpuMicros(setup.proxyPid),
-    service: cpuMicros(servicePid),
+    service: cpuMicros(processes.servicePid),
     serverCore: coreBusyMicros(config.BENCH_SERVER_CORE),
     loadCore: coreBusyMicros(config.BENCH_LOAD_CORE),
   });
+  // The database's processes are asked for outside the window the other figures cover.
+  const databaseCpu = async () => cpuMicrosByPid((await processes.databasePids?.()) ?? []);
+  const databaseBefore = await databaseCpu();
   const before = snapshot();
   const result = await runWrk({ ...load, seconds: config.BENCH_SECONDS });
   const after = snapshot();
+  const databaseAfter = await databaseCpu();
   const used = (key: keyof typeof before) => after[key] - before[key];
   const perRequest = (micros: number) => micros / Math.max(1, result.requests);
   const phase = result.seconds * 1e6;
@@ -147,6 +196,9 @@ async function measure(setup: Setup, servicePid: number, round: number): Promise
     load: result,
     ...(setup.proxyPid === undefined ? {} : { proxyUs: perRequest(used("proxy")) }),
     serviceUs: perRequest(used("service")),
+    ...(processes.databasePids === undefined
+      ? {}
+      : { databaseUs: perRequest(cpuMicrosUsed(databaseBefore, databaseAfter)) }),
     otherShare: Math.max(0, used("serverCore") - used("service") - used("proxy")) / phase,
     loadCoreBusy: used("loadCore") / phase,
   };
@@ -161,7 +213,8 @@ function printMachine(): void {
       `machine: ${cpus().length} cores, ${model ?? "unknown CPU"}, Linux ${release()}`,
       `node ${process.version}, ${nginx}, ${wrk}`,
       `wrk: 1 thread, ${config.BENCH_CONNECTIONS} keep-alive connections on core ` +
-        `${config.BENCH_LOAD_CORE}; service and proxies on core ${config.BENCH_SERVER_CORE}`,
+        `${config.BENCH_LOAD_CORE}; services and proxies on core ${config.BENCH_SERVER_CORE}; ` +
+        "PostgreSQL wherever the kernel runs it",
       `each round: ${config.BENCH_WARMUP_SECONDS} s warm-up, ${config.BENCH_SECONDS} s measured, ` +
         `per setup; ${config.BENCH_ROUNDS} round(s)`,
       "",
@@ -169,13 +222,18 @@ function printMachine(): void {
   );
 }
 
-function printProfile(dir: string): void {
-  const newest = readdirSync(dir)
-    .filter((name) => name.endsWith(".cpuprofile"))
+function profilesIn(dir: string): Set<string> {
+  return new Set(readdirSync(dir).filter((name) => name.endsWith(".cpuprofile")));
+}
+
+/** Summarizes the gateway profile the suite just wrote (none of those there before it ran). */
+function printProfile(dir: string, earlier: ReadonlySet<string>): void {
+  const newest = [...profilesIn(dir)]
+    .filter((name) => !earlier.has(name))
     .sort()
     .at(-1);
   if (newest === undefined) {
-    console.log(`\nno .cpuprofile was written to ${dir}`);
+    console.log(`no .cpuprofile was written to ${dir}\n`);
     return;
   }
   // The first seconds are start-up and the answer checks, not the request path under load.
@@ -183,9 +241,9 @@ function printProfile(dir: string): void {
   const rows = (list: { name: string; percent: number }[]) =>
     list.map((row) => `  ${row.percent.toFixed(1).padStart(5)}%  ${row.name}`).join("\n");
   console.log(
-    `\nGateway profile ${join(dir, newest)} (${summary.busySamples} busy samples after ` +
+    `Gateway profile ${join(dir, newest)} (${summary.busySamples} busy samples after ` +
       "its first 3 s)\n" +
       `\nTop functions by self time:\n${rows(summary.functions)}\n` +
-      `\nBy area:\n${rows(summary.areas)}`,
+      `\nBy area:\n${rows(summary.areas)}\n`,
   );
 }

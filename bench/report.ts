@@ -1,4 +1,4 @@
-import { type SetupName, setupLabels } from "./setups.ts";
+import { type SetupName, setupLabels, setupNames } from "./setups.ts";
 import type { LoadResult } from "./wrk.ts";
 
 /** One measured phase of one setup. */
@@ -10,6 +10,8 @@ export interface Sample {
   readonly proxyUs?: number;
   /** The service's CPU time per request in µs. */
   readonly serviceUs: number;
+  /** The database server's CPU time per request in µs; none for a service without one. */
+  readonly databaseUs?: number;
   /** The share of the phase the servers' core gave to other work (noise, ideally 0). */
   readonly otherShare: number;
   /** The share of the phase the load core was busy, wrk included. */
@@ -24,6 +26,7 @@ export interface SetupSummary {
   readonly p99Ms: number;
   readonly proxyUs?: Spread;
   readonly serviceUs: number;
+  readonly databaseUs?: number;
 }
 
 /** A median and the lowest and highest value it was taken from. */
@@ -72,6 +75,7 @@ export function summarize(samples: readonly Sample[], order: readonly SetupName[
     const own = samples.filter((s) => s.setup === setup);
     if (own.length === 0) continue;
     const proxy = own.flatMap((s) => (s.proxyUs === undefined ? [] : [s.proxyUs]));
+    const database = own.flatMap((s) => (s.databaseUs === undefined ? [] : [s.databaseUs]));
     summaries.push({
       setup,
       rps: spread(own.map((s) => s.load.rps)),
@@ -79,33 +83,44 @@ export function summarize(samples: readonly Sample[], order: readonly SetupName[
       p99Ms: median(own.map((s) => s.load.p99Ms)),
       ...(proxy.length > 0 ? { proxyUs: spread(proxy) } : {}),
       serviceUs: median(own.map((s) => s.serviceUs)),
+      ...(database.length > 0 ? { databaseUs: median(database) } : {}),
     });
   }
   return summaries;
 }
 
+const nameWidth = Math.max(...setupNames.map((name) => name.length));
+
 /** One line per measured phase, printed as the run goes so that noise between rounds shows. */
 export function formatSample(sample: Sample): string {
   const { load } = sample;
   const proxy = sample.proxyUs === undefined ? "" : `  proxy ${sample.proxyUs.toFixed(0)} µs/req`;
+  const database =
+    sample.databaseUs === undefined ? "" : `  database ${sample.databaseUs.toFixed(0)} µs/req`;
   const errors = load.errors > 0 ? `  ${load.errors} ERRORS` : "";
   // A noisy phase is measured again; of its tries, the quietest counts.
   const noisy = noiseOf(sample) > 1 ? "  NOISY" : "";
   // No request of this bench takes a second unless something waits for a timeout.
   const stalled = load.maxMs > 1000 ? `  STALLED (max ${load.maxMs.toFixed(0)} ms)` : "";
   return (
-    `round ${sample.round}  ${sample.setup.padEnd(7)}  ${load.rps.toFixed(0).padStart(6)} req/s` +
+    `round ${sample.round}  ${sample.setup.padEnd(nameWidth)}` +
+    `  ${load.rps.toFixed(0).padStart(6)} req/s` +
     `  p50 ${load.p50Ms.toFixed(2)} ms  p99 ${load.p99Ms.toFixed(2)} ms` +
-    `${proxy}  service ${sample.serviceUs.toFixed(0)} µs/req  (${load.requests} requests;` +
+    `${proxy}  service ${sample.serviceUs.toFixed(0)} µs/req${database}` +
+    `  (${load.requests} requests;` +
     ` other work on the servers' core ${(100 * sample.otherShare).toFixed(1)}%,` +
     ` load core busy ${(100 * sample.loadCoreBusy).toFixed(0)}%)${errors}${stalled}${noisy}`
   );
 }
 
-/** The summary as a Markdown table (it goes into BENCHMARKS.md as printed). */
+/**
+ * The summary as a Markdown table (it goes into BENCHMARKS.md as printed), with a column for
+ * the database's CPU when a setup has a database.
+ */
 export function formatTable(summaries: readonly SetupSummary[]): string {
   const range = (s: Spread, digits: number) =>
     `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+  const withDatabase = summaries.some((s) => s.databaseUs !== undefined);
   const rows = summaries.map((s) => [
     setupLabels[s.setup],
     range(s.rps, 0),
@@ -114,6 +129,7 @@ export function formatTable(summaries: readonly SetupSummary[]): string {
     s.proxyUs === undefined ? "–" : range(s.proxyUs, 0),
     s.serviceUs.toFixed(0),
     ((s.proxyUs?.median ?? 0) + s.serviceUs).toFixed(0),
+    ...(withDatabase ? [s.databaseUs?.toFixed(0) ?? "–"] : []),
   ]);
   const header = [
     "setup",
@@ -123,6 +139,7 @@ export function formatTable(summaries: readonly SetupSummary[]): string {
     "proxy CPU µs/req (min–max)",
     "service CPU µs/req",
     "server core µs/req",
+    ...(withDatabase ? ["database CPU µs/req"] : []),
   ];
   // Padded as Biome formats Markdown: the first column left-aligned, the figures right-aligned.
   const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => r[i]?.length ?? 0)));

@@ -1,5 +1,6 @@
--- wrk script of `npm run bench`. With BENCH_POST_BODY set, every request is a Connect JSON
--- call (POST, content-type application/json) carrying that body; otherwise wrk sends its GET.
+-- wrk script of `npm run bench`. With BENCH_POST_BODY set, every request is a POST carrying
+-- that body; otherwise wrk sends its GET. BENCH_HEADERS holds the headers of every request,
+-- one "name: value" a line (bench/wrk.ts puts a JSON body's content type there too).
 -- At the end it prints one line, "BENCH {json}", that bench/wrk.ts reads; answers with a
 -- status of 400 or more count as statusErrors.
 -- No response() callback: defining one makes wrk parse every response body in Lua.
@@ -8,7 +9,9 @@ local body = os.getenv("BENCH_POST_BODY")
 if body ~= nil and body ~= "" then
   wrk.method = "POST"
   wrk.body = body
-  wrk.headers["Content-Type"] = "application/json"
+end
+for name, value in (os.getenv("BENCH_HEADERS") or ""):gmatch("([^:\n]+): ([^\n]*)") do
+  wrk.headers[name] = value
 end
 
 function done(summary, latency, requests)

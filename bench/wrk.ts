@@ -2,16 +2,22 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { repoRoot } from "../test/support/process.ts";
 
-/** One load run: what to hit, from which core, how hard and for how long. */
-export interface LoadOptions {
+/** The request a setup is loaded with: wrk sends it over and over, fetch once to check it. */
+export interface LoadRequest {
   readonly url: string;
+  /** When set, each request is a POST of this JSON body; otherwise a GET. */
+  readonly postBody?: string;
+  /** Headers on every request, such as an authorization. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** One load run: what to send, from which core, how hard and for how long. */
+export interface LoadOptions extends LoadRequest {
   /** The CPU core wrk is pinned to. */
   readonly core: number;
   /** Keep-alive connections held open for the whole run (fixed concurrency). */
   readonly connections: number;
   readonly seconds: number;
-  /** When set, each request is a POST of this JSON body; otherwise a GET. */
-  readonly postBody?: string;
 }
 
 /** What wrk measured in one run; latencies cover every completed request. */
@@ -25,6 +31,36 @@ export interface LoadResult {
   readonly maxMs: number;
   /** Socket errors, timeouts and answers with a status of 400 or more. */
   readonly errors: number;
+}
+
+/** A setup's answer to its load request, sent once. */
+export interface Answer {
+  readonly status: number;
+  readonly text: string;
+  /** The body parsed as JSON; the text when it is not JSON. */
+  readonly body: unknown;
+}
+
+/** Every header of the request: a JSON body's content type, then the request's own. */
+function headersOf(request: LoadRequest): Record<string, string> {
+  return {
+    ...(request.postBody === undefined ? {} : { "content-type": "application/json" }),
+    ...request.headers,
+  };
+}
+
+/** Sends the request wrk would send, once, so that a setup's answer is checked before load. */
+export async function fetchOnce(request: LoadRequest): Promise<Answer> {
+  const res = await fetch(request.url, {
+    headers: headersOf(request),
+    ...(request.postBody === undefined ? {} : { method: "POST", body: request.postBody }),
+  });
+  const text = await res.text();
+  try {
+    return { status: res.status, text, body: JSON.parse(text) };
+  } catch {
+    return { status: res.status, text, body: text };
+  }
 }
 
 // Everything about the requests and the report lives in the Lua script.
@@ -48,7 +84,12 @@ export function runWrk(options: LoadOptions): Promise<LoadResult> {
     script,
     options.url,
   ];
-  const env = { ...process.env, BENCH_POST_BODY: options.postBody ?? "" };
+  const headers = Object.entries(headersOf(options)).map(([name, value]) => `${name}: ${value}`);
+  const env = {
+    ...process.env,
+    BENCH_POST_BODY: options.postBody ?? "",
+    BENCH_HEADERS: headers.join("\n"),
+  };
   return new Promise((resolve, reject) => {
     execFile("taskset", args, { env }, (error, stdout, stderr) => {
       if (error !== null) {
