@@ -73,6 +73,9 @@ export interface UpstreamOptions {
   readonly log: Log;
 }
 
+/** An upstream stream's late errors, once its call has settled: nothing waits for them. */
+const ignore = () => {};
+
 // The largest error body read from an upstream: Connect error JSON is small.
 const maxErrorBytes = 64 * 1024;
 
@@ -154,6 +157,14 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
         if (settled) return;
         settled = true;
         unwatch();
+        // Node keeps a finished stream object a while; without these listeners it holds
+        // nothing of the call (the closures reach the caller's whole request), so a call's
+        // garbage dies young instead of being promoted to the old generation.
+        stream.off("response", onResponse);
+        stream.off("data", onData);
+        stream.off("end", onEnd);
+        stream.off("error", onError);
+        stream.on("error", ignore);
         fn();
       };
       const abort = (err: ConnectError) =>
@@ -167,11 +178,11 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
       let headers: http2.IncomingHttpHeaders = {};
       const chunks: Buffer[] = [];
       let size = 0;
-      stream.on("response", (h) => {
+      const onResponse = (h: http2.IncomingHttpHeaders) => {
         headers = h;
         status = Number(h[":status"]);
-      });
-      stream.on("data", (chunk: Buffer) => {
+      };
+      const onData = (chunk: Buffer) => {
         size += chunk.length;
         const limit = status === 200 ? options.maxResponseBytes : maxErrorBytes;
         if (size > limit) {
@@ -184,8 +195,8 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           return;
         }
         chunks.push(chunk);
-      });
-      stream.on("end", () =>
+      };
+      const onEnd = () =>
         settle(() => {
           // One chunk is the common case: hand it on without a copy.
           const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
@@ -199,12 +210,15 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
             return;
           }
           reject(errorOf(status, headers, bytes));
-        }),
-      );
-      stream.on("error", (err) => {
+        });
+      const onError = (err: Error) => {
         const error = unavailable(baseUrl, err);
         settle(() => reject(status === 0 ? unanswered(error) : error));
-      });
+      };
+      stream.on("response", onResponse);
+      stream.on("data", onData);
+      stream.on("end", onEnd);
+      stream.on("error", onError);
       stream.end(body);
     });
   }
