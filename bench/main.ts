@@ -36,9 +36,9 @@ import { runWrk } from "./wrk.ts";
 
 const count = (min: number) => z.coerce.number().int().min(min);
 const benchConfigSchema = z.object({
-  BENCH_ROUNDS: count(1).default(5),
-  BENCH_SECONDS: count(1).default(8),
-  BENCH_WARMUP_SECONDS: count(0).default(3),
+  BENCH_ROUNDS: count(1).default(9),
+  BENCH_SECONDS: count(1).default(5),
+  BENCH_WARMUP_SECONDS: count(0).default(2),
   BENCH_CONNECTIONS: count(1).default(32),
   BENCH_SETUPS: z
     .string()
@@ -55,9 +55,9 @@ const benchConfigSchema = z.object({
 });
 
 const usage = `Settings (environment variables):
-  BENCH_ROUNDS=5            measured phases per setup; setups take turns, medians are reported
-  BENCH_SECONDS=8           length of a measured phase
-  BENCH_WARMUP_SECONDS=3    unmeasured load before each measured phase
+  BENCH_ROUNDS=9            measured phases per setup; setups take turns, medians are reported
+  BENCH_SECONDS=5           length of a measured phase
+  BENCH_WARMUP_SECONDS=2    unmeasured load before each measured phase
   BENCH_CONNECTIONS=32      wrk's keep-alive connections (fixed concurrency)
   BENCH_SETUPS=${setupNames.join(",")}
                             the setups to run: GetShelf four ways (the gateway's hop), then a
