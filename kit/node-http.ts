@@ -17,11 +17,17 @@ export interface NodeResponse {
   once(event: "close", listener: () => void): unknown;
 }
 
-/** The path of a request URL, without its query string. */
+/**
+ * The path of a request target, without its query string. An absolute-form target
+ * ("http://host/path?query", which an HTTP/1.1 server must accept: RFC 9112 §3.2.2) gives the
+ * path it names.
+ */
 export function pathOf(req: NodeRequest): string {
   const url = req.url ?? "/";
   const query = url.indexOf("?");
-  return query === -1 ? url : url.slice(0, query);
+  const target = query === -1 ? url : url.slice(0, query);
+  if (target.startsWith("/") || !URL.canParse(target)) return target;
+  return new URL(target).pathname;
 }
 
 /**

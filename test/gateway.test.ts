@@ -1,6 +1,7 @@
 // The gateway between real processes: REST/JSON transcoding to the user and task services,
 // native Connect and gRPC pass-through, its own health and reflection of all four services.
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
@@ -230,6 +231,29 @@ describe("REST through the gateway", () => {
       duplex: "half",
     } as RequestInit);
     expect(res.status).toBe(413);
+  });
+
+  it("serves a request whose target is in absolute form (RFC 9112 §3.2.2)", async () => {
+    const { port } = new URL(gateway.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      // Written, not ended: the server closes the connection once it has answered.
+      const socket = net.connect(Number(port), "127.0.0.1", () => {
+        socket.write(
+          `GET http://127.0.0.1:${port}/.well-known/jwks.json HTTP/1.1\r\n` +
+            `Host: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+        );
+      });
+      let text = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
+    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as { keys: unknown[] };
+    expect(body.keys.length).toBeGreaterThan(0);
   });
 
   it("maps AlreadyExists to 409 with code 6", async () => {
