@@ -71,10 +71,12 @@ export function sendError(
   options: { status?: number; headers?: Record<string, string> } = {},
 ): void {
   const status = options.status ?? httpStatusOf(err.code);
+  const body = JSON.stringify(errorBodyOf(err));
   res.writeHead(status, {
     ...options.headers,
     "content-type": "application/json",
     "cache-control": "no-store",
+    "content-length": String(Buffer.byteLength(body)),
   });
-  res.end(JSON.stringify(errorBodyOf(err)));
+  res.end(body);
 }
