@@ -1,6 +1,7 @@
 // The gateway between real processes: REST/JSON transcoding to the user and task services,
 // native Connect and gRPC pass-through, its own health and reflection of all four services.
 import { randomBytes } from "node:crypto";
+import http2 from "node:http2";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -231,6 +232,47 @@ describe("REST through the gateway", () => {
       duplex: "half",
     } as RequestInit);
     expect(res.status).toBe(413);
+  });
+
+  it("transcodes over HTTP/2 (h2c) too: a GET without a body and POSTs with one", async () => {
+    const session = http2.connect(gateway.url);
+    const call = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const stream = session.request({
+          ":method": method,
+          ":path": path,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        });
+        let text = "";
+        let status = 0;
+        stream.setEncoding("utf8");
+        stream.on("response", (headers) => {
+          status = Number(headers[":status"]);
+        });
+        stream.on("data", (chunk: string) => {
+          text += chunk;
+        });
+        stream.on("end", () => resolve({ status, body: text }));
+        stream.on("error", reject);
+        stream.end(body);
+      });
+    try {
+      const jwks = await call("GET", "/.well-known/jwks.json");
+      expect(jwks.status).toBe(200);
+      expect((JSON.parse(jwks.body) as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+      const email = `h2-${randomBytes(4).toString("hex")}@example.com`;
+      const registered = await call(
+        "POST",
+        "/v1/auth/register",
+        JSON.stringify({ email, password: "correct-horse-1", displayName: "Ada" }),
+      );
+      expect(registered.status, registered.body).toBe(200);
+      expect(JSON.parse(registered.body)).toMatchObject({ email });
+      const malformed = await call("POST", "/v1/auth/login", '{"email": ');
+      expect(malformed.status).toBe(400);
+    } finally {
+      session.close();
+    }
   });
 
   it("serves a request whose target is in absolute form (RFC 9112 §3.2.2)", async () => {
