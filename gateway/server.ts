@@ -40,6 +40,7 @@ import {
   forwardedHeadersOf,
   type GatewayResponse,
   headerReader,
+  setHeaders,
 } from "./transcoder.ts";
 import { createWebSocketGateway } from "./websocket.ts";
 
@@ -178,9 +179,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
         ? undefined
         : await authenticate(method, headerReader(headers)).catch(() => undefined);
     const client = clientKeyOf(identity?.userId, addressOf(req, config.RATE_LIMIT_TRUSTED_PROXIES));
-    for (const [name, value] of Object.entries(await admit(rateLimits.take(client, method)))) {
-      res.setHeader(name, value);
-    }
+    setHeaders(res, await admit(rateLimits.take(client, method)));
   };
 
   const inFlight = createInFlight();

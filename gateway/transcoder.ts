@@ -256,7 +256,8 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
   };
 }
 
-function setHeaders(res: GatewayResponse, headers: Record<string, string>): void {
+/** Sets each of `headers` on a response that has not been written yet. */
+export function setHeaders(res: GatewayResponse, headers: Record<string, string>): void {
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
 }
 
