@@ -52,6 +52,8 @@ export interface PathTemplate {
    * Throws a ConnectError (InvalidArgument) on an invalid percent-encoding.
    */
   match(rawPath: string): Map<string, string> | undefined;
+  /** Whether a path of `count` segments (the verb's included in the last) can match at all. */
+  fitsSegmentCount(count: number): boolean;
   /** Same as `match`, for a path already split (see splitPath), as a route table does once. */
   matchSplit(path: SplitPath): Map<string, string> | undefined;
 }
@@ -216,9 +218,12 @@ function compileTemplate(
       .join("/") +
     (verb === undefined ? "" : `:${verb}`);
 
+  const fitsSegmentCount = (count: number) =>
+    hasDeepWildcard ? count >= fixedCount : count === fixedCount;
+
   function matchSplit(path: SplitPath): Map<string, string> | undefined {
     let raw = path.raw;
-    if (hasDeepWildcard ? raw.length < fixedCount : raw.length !== fixedCount) return undefined;
+    if (!fitsSegmentCount(raw.length)) return undefined;
     const last = raw.length - 1;
     // The segment at `last` without its verb, decoded.
     let lastValue: string | undefined;
@@ -267,6 +272,7 @@ function compileTemplate(
     hasDeepWildcard,
     shape,
     match,
+    fitsSegmentCount,
     matchSplit,
   };
 }

@@ -174,6 +174,12 @@ describe("route precedence", () => {
     ["literal over variable", [{ get: "/v1/{name}" }, { get: "/v1/me" }], "/v1/me", "/v1/me"],
     ["no ** over **", [{ get: "/v1/{name=**}" }, { get: "/v1/{name}" }], "/v1/x", "/v1/{name}"],
     [
+      "** at any depth, past the routes kept per segment count",
+      [{ get: "/v1/{name=**}" }, { get: "/v1/{name}" }],
+      `/v1/${Array.from({ length: 40 }, (_, i) => `s${i}`).join("/")}`,
+      "/v1/{name=**}",
+    ],
+    [
       "fewer wildcards",
       [{ get: "/v1/{name=**}" }, { get: "/v1/{name}/{title}" }],
       "/v1/a/b",

@@ -73,10 +73,7 @@ export function createRouteTable(services: readonly DescService[]): RouteTable {
   const candidatesFor = (count: number): readonly Route[] => {
     let candidates = bySegmentCount.get(count);
     if (candidates === undefined) {
-      candidates = routes.filter(({ template }) => {
-        const fixed = template.segments.length - Number(template.hasDeepWildcard);
-        return template.hasDeepWildcard ? count >= fixed : count === fixed;
-      });
+      candidates = routes.filter(({ template }) => template.fitsSegmentCount(count));
       if (count <= maxCachedCount) bySegmentCount.set(count, candidates);
     }
     return candidates;
