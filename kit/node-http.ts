@@ -17,17 +17,23 @@ export interface NodeResponse {
   once(event: "close", listener: () => void): unknown;
 }
 
+// A "." or ".." segment, plain or percent-encoded: the URL parser resolves both.
+const dotSegment = /\/(?:\.|%2e){1,2}(?:\/|$)/i;
+
 /**
- * The path of a request target, without its query string. An absolute-form target
- * ("http://host/path?query", which an HTTP/1.1 server must accept: RFC 9112 §3.2.2) gives the
- * path it names.
+ * The path of a request target, without its query string, its dot segments resolved (RFC 3986
+ * §5.2.4: "/a/./b/../c" is "/a/c"). An absolute-form target ("http://host/path?query", which an
+ * HTTP/1.1 server must accept: RFC 9112 §3.2.2) gives the path it names.
  */
 export function pathOf(req: NodeRequest): string {
   const url = req.url ?? "/";
   const query = url.indexOf("?");
   const target = query === -1 ? url : url.slice(0, query);
-  if (target.startsWith("/") || !URL.canParse(target)) return target;
-  return new URL(target).pathname;
+  if (target.startsWith("/")) {
+    // Parsed only when there is something to resolve; prefixed so that "//x" stays a path.
+    return dotSegment.test(target) ? new URL(`http://host${target}`).pathname : target;
+  }
+  return URL.canParse(target) ? new URL(target).pathname : target;
 }
 
 /**

@@ -275,14 +275,14 @@ describe("REST through the gateway", () => {
     }
   });
 
-  it("serves a request whose target is in absolute form (RFC 9112 §3.2.2)", async () => {
+  /** Sends `GET <target>` as written, on a socket of its own: fetch would rewrite the target. */
+  function rawGet(target: string): Promise<{ statusLine: string; body: string }> {
     const { port } = new URL(gateway.url);
-    const answer = await new Promise<string>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       // Written, not ended: the server closes the connection once it has answered.
       const socket = net.connect(Number(port), "127.0.0.1", () => {
         socket.write(
-          `GET http://127.0.0.1:${port}/.well-known/jwks.json HTTP/1.1\r\n` +
-            `Host: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+          `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
         );
       });
       let text = "";
@@ -290,12 +290,37 @@ describe("REST through the gateway", () => {
       socket.on("data", (chunk: string) => {
         text += chunk;
       });
-      socket.on("end", () => resolve(text));
+      socket.on("end", () =>
+        resolve({
+          statusLine: text.split("\r\n")[0] ?? "",
+          body: text.slice(text.indexOf("\r\n\r\n") + 4),
+        }),
+      );
       socket.on("error", reject);
     });
-    expect(answer.split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
-    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as { keys: unknown[] };
+  }
+
+  it("serves a request whose target is in absolute form (RFC 9112 §3.2.2)", async () => {
+    const { port } = new URL(gateway.url);
+    const answer = await rawGet(`http://127.0.0.1:${port}/.well-known/jwks.json`);
+    expect(answer.statusLine).toBe("HTTP/1.1 200 OK");
+    const body = JSON.parse(answer.body) as { keys: unknown[] };
     expect(body.keys.length).toBeGreaterThan(0);
+  });
+
+  it("routes a path by its dot segments resolved, plain or percent-encoded (RFC 3986 §5.2.4)", async () => {
+    for (const target of [
+      "/.well-known/./jwks.json",
+      "/v1/../.well-known/jwks.json",
+      "/v1/%2E%2e/.well-known/jwks.json",
+    ]) {
+      const answer = await rawGet(target);
+      expect(answer.statusLine, target).toBe("HTTP/1.1 200 OK");
+      expect((JSON.parse(answer.body) as { keys: unknown[] }).keys.length).toBeGreaterThan(0);
+    }
+    // Resolved to "/jwks.json": no route of the gateway.
+    const outside = await rawGet("/.well-known/../jwks.json");
+    expect(outside.statusLine).toBe("HTTP/1.1 404 Not Found");
   });
 
   it("maps AlreadyExists to 409 with code 6", async () => {
