@@ -39,6 +39,7 @@ const benchConfigSchema = z.object({
   BENCH_ROUNDS: count(1).default(9),
   BENCH_SECONDS: count(1).default(5),
   BENCH_WARMUP_SECONDS: count(0).default(2),
+  BENCH_START_WARMUP_SECONDS: count(0).default(10),
   BENCH_CONNECTIONS: count(1).default(32),
   BENCH_SETUPS: z
     .string()
@@ -58,6 +59,9 @@ const usage = `Settings (environment variables):
   BENCH_ROUNDS=9            measured phases per setup; setups take turns, medians are reported
   BENCH_SECONDS=5           length of a measured phase
   BENCH_WARMUP_SECONDS=2    unmeasured load before each measured phase
+  BENCH_START_WARMUP_SECONDS=10
+                            unmeasured load of each setup once, before the first round: a
+                            process's first seconds compile its code and grow its heap
   BENCH_CONNECTIONS=32      wrk's keep-alive connections (fixed concurrency)
   BENCH_SETUPS=${setupNames.join(",")}
                             the setups to run: GetShelf four ways (the gateway's hop), then a
@@ -148,6 +152,11 @@ async function runSuite(suite: SuiteName, names: readonly SetupName[]): Promise<
         ? {}
         : { gatewayNodeOptions: `--cpu-prof --cpu-prof-dir=${profileDir}` }),
     });
+    if (config.BENCH_START_WARMUP_SECONDS > 0) {
+      for (const setup of processes.setups) {
+        await runWrk({ ...loadOf(setup), seconds: config.BENCH_START_WARMUP_SECONDS });
+      }
+    }
     const samples: Sample[] = [];
     for (let round = 1; round <= config.BENCH_ROUNDS; round++) {
       for (const setup of processes.setups) {
@@ -168,9 +177,14 @@ async function runSuite(suite: SuiteName, names: readonly SetupName[]): Promise<
   }
 }
 
+/** How wrk loads a setup: from the load core, with the configured connections. */
+function loadOf(setup: Setup) {
+  return { ...setup, core: config.BENCH_LOAD_CORE, connections: config.BENCH_CONNECTIONS };
+}
+
 /** Warms a setup up, then loads it for the measured phase with CPU snapshots around it. */
 async function measure(setup: Setup, processes: BenchProcesses, round: number): Promise<Sample> {
-  const load = { ...setup, core: config.BENCH_LOAD_CORE, connections: config.BENCH_CONNECTIONS };
+  const load = loadOf(setup);
   if (config.BENCH_WARMUP_SECONDS > 0) {
     await runWrk({ ...load, seconds: config.BENCH_WARMUP_SECONDS });
   }
@@ -215,7 +229,8 @@ function printMachine(): void {
       `wrk: 1 thread, ${config.BENCH_CONNECTIONS} keep-alive connections on core ` +
         `${config.BENCH_LOAD_CORE}; services and proxies on core ${config.BENCH_SERVER_CORE}; ` +
         "PostgreSQL wherever the kernel runs it",
-      `each round: ${config.BENCH_WARMUP_SECONDS} s warm-up, ${config.BENCH_SECONDS} s measured, ` +
+      `first ${config.BENCH_START_WARMUP_SECONDS} s of warm-up per setup; then each round: ` +
+        `${config.BENCH_WARMUP_SECONDS} s warm-up, ${config.BENCH_SECONDS} s measured, ` +
         `per setup; ${config.BENCH_ROUNDS} round(s)`,
       "",
     ].join("\n"),
