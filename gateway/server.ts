@@ -280,7 +280,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     // The one listener of the response: a request's end is counted, measured and logged here.
     res.once("close", () => {
       inFlight.leave();
-      if (!res.writableFinished) served.abandon?.();
+      if (!res.writableFinished) served.cancel?.abort();
       const durationMs = performance.now() - started;
       const { kind, rpc = "" } = served;
       requests.inc({ kind, rpc, status: String(res.statusCode) });
