@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import { useLeanAsyncBind } from "./async-bind.ts";
 import { loadConfigOrExit, type ServerConfig } from "./config.ts";
 import { createLogger, type Log } from "./log.ts";
 
@@ -21,6 +22,8 @@ export async function runProcess<S extends z.ZodObject>(
   build: (config: Readonly<z.infer<S>>, log: Log) => Promise<Runnable> | Runnable,
 ): Promise<void> {
   const config = loadConfigOrExit(name, schema) as Readonly<z.infer<S> & ServerConfig>;
+  // Each HTTP/2 client call would otherwise keep its garbage past young collections.
+  useLeanAsyncBind();
   const log = createLogger({ name, level: config.LOG_LEVEL, format: config.LOG_FORMAT });
   let server: Runnable;
   try {
