@@ -31,7 +31,7 @@ function bind(this: AsyncResource, fn: Bindable, thisArg?: unknown): Bindable {
  * closures live in V8's old generation, and a young-generation collection keeps alive whatever
  * an old object points to, garbage or not: through them, every finished upstream stream, and all
  * it holds, survived each scavenge until the next full collection. Without them, the gateway
- * keeps about half as much per scavenge (measured in BENCHMARKS.md).
+ * keeps about 40% less alive per scavenge (measured in BENCHMARKS.md).
  */
 export function useLeanAsyncBind(): void {
   AsyncResource.prototype.bind = bind as AsyncResource["bind"];
