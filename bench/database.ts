@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { createDatabaseOn, dropDatabaseOn } from "../test/support/database.ts";
 
-/** The PostgreSQL server the bench makes its scratch databases on, through one admin session. */
+/** The PostgreSQL server the bench makes its scratch databases on, and asks about their backends. */
 export interface PostgresServer {
   /** Creates an empty database and returns its URL; close() drops it again. */
   createDatabase(): Promise<string>;
@@ -23,26 +23,22 @@ export async function connectPostgres(url: string): Promise<PostgresServer> {
     );
   }
   const created: string[] = [];
-  const nameOf = (databaseUrl: string) => new URL(databaseUrl).pathname.slice(1);
   return {
     async createDatabase() {
-      const name = `protomesh_bench_${randomBytes(6).toString("hex")}`;
-      await admin.query(`create database ${name}`);
-      created.push(name);
-      const databaseUrl = new URL(url);
-      databaseUrl.pathname = `/${name}`;
-      return databaseUrl.toString();
+      const databaseUrl = await createDatabaseOn(url, "protomesh_bench");
+      created.push(databaseUrl);
+      return databaseUrl;
     },
     async backendPids(databaseUrl) {
       const { rows } = await admin.query<{ pid: number }>(
         "select pid from pg_stat_activity where datname = $1",
-        [nameOf(databaseUrl)],
+        [new URL(databaseUrl).pathname.slice(1)],
       );
       return rows.map((row) => row.pid);
     },
     async close() {
       try {
-        for (const name of created) await admin.query(`drop database ${name} with (force)`);
+        for (const databaseUrl of created) await dropDatabaseOn(url, databaseUrl);
       } finally {
         await admin.end();
       }

@@ -14,33 +14,42 @@ export interface TestDatabase extends Database {
   readonly url: string | undefined;
 }
 
-/** Creates an empty database on the real server when there is one; returns its URL. */
-export async function createEmptyDatabase(): Promise<string | undefined> {
-  if (!testDatabaseUrl) return undefined;
-  const name = `protomesh_test_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: testDatabaseUrl });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(testDatabaseUrl);
+/**
+ * Creates an empty database named `<prefix>_<random>` on the PostgreSQL server at `serverUrl`,
+ * as its user (one who may create databases); returns the new database's URL.
+ */
+export async function createDatabaseOn(serverUrl: string, prefix: string): Promise<string> {
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  await asAdmin(serverUrl, (admin) => admin.query(`create database ${name}`));
+  const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
-/** Drops a database made by createEmptyDatabase, disconnecting whoever still uses it. */
-export async function dropDatabase(url: string): Promise<void> {
-  if (!testDatabaseUrl) return;
+/** Drops a database made by createDatabaseOn, disconnecting whoever still uses it. */
+export async function dropDatabaseOn(serverUrl: string, url: string): Promise<void> {
   const name = new URL(url).pathname.slice(1);
-  const admin = new pg.Client({ connectionString: testDatabaseUrl });
+  await asAdmin(serverUrl, (admin) => admin.query(`drop database if exists ${name} with (force)`));
+}
+
+async function asAdmin(serverUrl: string, run: (admin: pg.Client) => Promise<unknown>) {
+  const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
   try {
-    await admin.query(`drop database if exists ${name} with (force)`);
+    await run(admin);
   } finally {
     await admin.end();
   }
+}
+
+/** Creates an empty database on the real server when there is one; returns its URL. */
+export async function createEmptyDatabase(): Promise<string | undefined> {
+  return testDatabaseUrl ? createDatabaseOn(testDatabaseUrl, "protomesh_test") : undefined;
+}
+
+/** Drops a database made by createEmptyDatabase, disconnecting whoever still uses it. */
+export async function dropDatabase(url: string): Promise<void> {
+  if (testDatabaseUrl) await dropDatabaseOn(testDatabaseUrl, url);
 }
 
 /** Opens a fresh, migrated database: on the real server if configured, else PGlite in memory. */
