@@ -33,7 +33,18 @@ export interface AccountDeps {
   readonly config: UserConfig;
 }
 
-type AccountRpcs = Omit<ServiceImpl<typeof UserService>, "login" | "refresh" | "logout">;
+type AccountRpcs = Omit<
+  ServiceImpl<typeof UserService>,
+  | "login"
+  | "refresh"
+  | "logout"
+  | "logoutAll"
+  | "changePassword"
+  | "deleteMe"
+  | "disableUser"
+  | "enableUser"
+  | "listRevocations"
+>;
 
 const notFound = (id: string) => new ConnectError(`user ${id} not found`, Code.NotFound);
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protomesh/user/v1/events.proto.
  */
 export const file_protomesh_user_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wcm90b21lc2gvdXNlci92MS9ldmVudHMucHJvdG8SEXByb3RvbWVzaC51c2VyLnYxIpMBCg5Vc2VyUmVnaXN0ZXJlZBIPCgd1c2VyX2lkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIaChJ2ZXJpZmljYXRpb25fdG9rZW4YBCABKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5wcm90b21lc2gvdXNlci92MS9ldmVudHMucHJvdG8SEXByb3RvbWVzaC51c2VyLnYxIpMBCg5Vc2VyUmVnaXN0ZXJlZBIPCgd1c2VyX2lkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIaChJ2ZXJpZmljYXRpb25fdG9rZW4YBCABKAkSLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk8KC1VzZXJEZWxldGVkEg8KB3VzZXJfaWQYASABKAkSLwoLZGVsZXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlEKDFVzZXJEaXNhYmxlZBIPCgd1c2VyX2lkGAEgASgJEjAKDGRpc2FibGVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Published after an account is created by Register. Consumed by the mailer,
@@ -64,4 +64,60 @@ export type UserRegistered = Message<"protomesh.user.v1.UserRegistered"> & {
  */
 export const UserRegisteredSchema: GenMessage<UserRegistered> = /*@__PURE__*/
   messageDesc(file_protomesh_user_v1_events, 0);
+
+/**
+ * Published when an account deletes itself with DeleteMe.
+ *
+ * @generated from message protomesh.user.v1.UserDeleted
+ */
+export type UserDeleted = Message<"protomesh.user.v1.UserDeleted"> & {
+  /**
+   * UUID of the deleted account.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * When the account was deleted.
+   *
+   * @generated from field: google.protobuf.Timestamp delete_time = 2;
+   */
+  deleteTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message protomesh.user.v1.UserDeleted.
+ * Use `create(UserDeletedSchema)` to create a new message.
+ */
+export const UserDeletedSchema: GenMessage<UserDeleted> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_events, 1);
+
+/**
+ * Published when an admin disables an account with DisableUser.
+ *
+ * @generated from message protomesh.user.v1.UserDisabled
+ */
+export type UserDisabled = Message<"protomesh.user.v1.UserDisabled"> & {
+  /**
+   * UUID of the disabled account.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * When the account was disabled.
+   *
+   * @generated from field: google.protobuf.Timestamp disable_time = 2;
+   */
+  disableTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message protomesh.user.v1.UserDisabled.
+ * Use `create(UserDisabledSchema)` to create a new message.
+ */
+export const UserDisabledSchema: GenMessage<UserDisabled> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_events, 2);
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protomesh/user/v1/user.proto.
  */
 export const file_protomesh_user_v1_user: GenFile = /*@__PURE__*/
-  fileDesc("Chxwcm90b21lc2gvdXNlci92MS91c2VyLnByb3RvEhFwcm90b21lc2gudXNlci52MSLYAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSJQoEcm9sZRgEIAEoDjIXLnByb3RvbWVzaC51c2VyLnYxLlJvbGUSFgoOZW1haWxfdmVyaWZpZWQYBSABKAgSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJICg9SZWdpc3RlclJlcXVlc3QSDQoFZW1haWwYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIi8KDExvZ2luUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKLAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhIKCnRva2VuX3R5cGUYBCABKAkSJQoEdXNlchgFIAEoCzIXLnByb3RvbWVzaC51c2VyLnYxLlVzZXIiJwoOUmVmcmVzaFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSJmCg9SZWZyZXNoUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRISCgp0b2tlbl90eXBlGAQgASgJIiYKDUxvZ291dFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSIjChJWZXJpZnlFbWFpbFJlcXVlc3QSDQoFdG9rZW4YASABKAkiDgoMR2V0TWVSZXF1ZXN0ImkKD1VwZGF0ZU1lUmVxdWVzdBIlCgR1c2VyGAEgASgLMhcucHJvdG9tZXNoLnVzZXIudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siHAoOR2V0VXNlclJlcXVlc3QSCgoCaWQYASABKAkiOQoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChFMaXN0VXNlcnNSZXNwb25zZRImCgV1c2VycxgBIAMoCzIXLnByb3RvbWVzaC51c2VyLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKElNldFVzZXJSb2xlUmVxdWVzdBIKCgJpZBgBIAEoCRIlCgRyb2xlGAIgASgOMhcucHJvdG9tZXNoLnVzZXIudjEuUm9sZSIQCg5HZXRKd2tzUmVxdWVzdCI3Cg9HZXRKd2tzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLnByb3RvbWVzaC51c2VyLnYxLkp3ayJcCgNKd2sSCwoDa3R5GAEgASgJEgsKA2NydhgCIAEoCRIJCgF4GAMgASgJEgkKAXkYBCABKAkSCwoDa2lkGAUgASgJEgsKA2FsZxgGIAEoCRILCgN1c2UYByABKAkqPQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAIyhgoKC1VzZXJTZXJ2aWNlEnUKCFJlZ2lzdGVyEiIucHJvdG9tZXNoLnVzZXIudjEuUmVnaXN0ZXJSZXF1ZXN0GhcucHJvdG9tZXNoLnVzZXIudjEuVXNlciIsyvMYAggB0vMYBhIEYXV0aILT5JMCFjoBKiIRL3YxL2F1dGgvcmVnaXN0ZXISdQoFTG9naW4SHy5wcm90b21lc2gudXNlci52MS5Mb2dpblJlcXVlc3QaIC5wcm90b21lc2gudXNlci52MS5Mb2dpblJlc3BvbnNlIinK8xgCCAHS8xgGEgRhdXRogtPkkwITOgEqIg4vdjEvYXV0aC9sb2dpbhJ9CgdSZWZyZXNoEiEucHJvdG9tZXNoLnVzZXIudjEuUmVmcmVzaFJlcXVlc3QaIi5wcm90b21lc2gudXNlci52MS5SZWZyZXNoUmVzcG9uc2UiK8rzGAIIAdLzGAYSBGF1dGiC0+STAhU6ASoiEC92MS9hdXRoL3JlZnJlc2gSZwoGTG9nb3V0EiAucHJvdG9tZXNoLnVzZXIudjEuTG9nb3V0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIjkAICyvMYAggBgtPkkwIUOgEqIg8vdjEvYXV0aC9sb2dvdXQSdQoLVmVyaWZ5RW1haWwSJS5wcm90b21lc2gudXNlci52MS5WZXJpZnlFbWFpbFJlcXVlc3QaFy5wcm90b21lc2gudXNlci52MS5Vc2VyIibK8xgCCAGC0+STAho6ASoiFS92MS9hdXRoL3ZlcmlmeS1lbWFpbBJgCgVHZXRNZRIfLnByb3RvbWVzaC51c2VyLnYxLkdldE1lUmVxdWVzdBoXLnByb3RvbWVzaC51c2VyLnYxLlVzZXIiHZACAcrzGAIQAYLT5JMCDhIML3YxL3VzZXJzL21lEmwKCFVwZGF0ZU1lEiIucHJvdG9tZXNoLnVzZXIudjEuVXBkYXRlTWVSZXF1ZXN0GhcucHJvdG9tZXNoLnVzZXIudjEuVXNlciIjkAICyvMYAhABgtPkkwIUOgR1c2VyMgwvdjEvdXNlcnMvbWUSZgoHR2V0VXNlchIhLnByb3RvbWVzaC51c2VyLnYxLkdldFVzZXJSZXF1ZXN0GhcucHJvdG9tZXNoLnVzZXIudjEuVXNlciIfkAIByvMYAhABgtPkkwIQEg4vdjEvdXNlcnMve2lkfRJ3CglMaXN0VXNlcnMSIy5wcm90b21lc2gudXNlci52MS5MaXN0VXNlcnNSZXF1ZXN0GiQucHJvdG9tZXNoLnVzZXIudjEuTGlzdFVzZXJzUmVzcG9uc2UiH5ACAcrzGAcaBWFkbWlugtPkkwILEgkvdjEvdXNlcnMSfgoLU2V0VXNlclJvbGUSJS5wcm90b21lc2gudXNlci52MS5TZXRVc2VyUm9sZVJlcXVlc3QaFy5wcm90b21lc2gudXNlci52MS5Vc2VyIi+QAgLK8xgHGgVhZG1pboLT5JMCGzoBKiIWL3YxL3VzZXJzL3tpZH06c2V0Um9sZRJ5CgdHZXRKd2tzEiEucHJvdG9tZXNoLnVzZXIudjEuR2V0Sndrc1JlcXVlc3QaIi5wcm90b21lc2gudXNlci52MS5HZXRKd2tzUmVzcG9uc2UiJ5ACAcrzGAIIAYLT5JMCGBIWLy53ZWxsLWtub3duL2p3a3MuanNvbmIGcHJvdG8z", [file_google_api_annotations, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_protomesh_options_v1_options]);
+  fileDesc("Chxwcm90b21lc2gvdXNlci92MS91c2VyLnByb3RvEhFwcm90b21lc2gudXNlci52MSLqAQoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSJQoEcm9sZRgEIAEoDjIXLnByb3RvbWVzaC51c2VyLnYxLlJvbGUSFgoOZW1haWxfdmVyaWZpZWQYBSABKAgSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkaXNhYmxlZBgIIAEoCCJICg9SZWdpc3RlclJlcXVlc3QSDQoFZW1haWwYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJIi8KDExvZ2luUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSKLAQoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhIKCnRva2VuX3R5cGUYBCABKAkSJQoEdXNlchgFIAEoCzIXLnByb3RvbWVzaC51c2VyLnYxLlVzZXIiJwoOUmVmcmVzaFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSJmCg9SZWZyZXNoUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRISCgp0b2tlbl90eXBlGAQgASgJIiYKDUxvZ291dFJlcXVlc3QSFQoNcmVmcmVzaF90b2tlbhgBIAEoCSISChBMb2dvdXRBbGxSZXF1ZXN0IkcKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIjCg9EZWxldGVNZVJlcXVlc3QSEAoIcGFzc3dvcmQYASABKAkiIwoSVmVyaWZ5RW1haWxSZXF1ZXN0Eg0KBXRva2VuGAEgASgJIg4KDEdldE1lUmVxdWVzdCJpCg9VcGRhdGVNZVJlcXVlc3QSJQoEdXNlchgBIAEoCzIXLnByb3RvbWVzaC51c2VyLnYxLlVzZXISLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIhwKDkdldFVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjkKEExpc3RVc2Vyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVAoRTGlzdFVzZXJzUmVzcG9uc2USJgoFdXNlcnMYASADKAsyFy5wcm90b21lc2gudXNlci52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJHChJTZXRVc2VyUm9sZVJlcXVlc3QSCgoCaWQYASABKAkSJQoEcm9sZRgCIAEoDjIXLnByb3RvbWVzaC51c2VyLnYxLlJvbGUiIAoSRGlzYWJsZVVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJIh8KEUVuYWJsZVVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkxpc3RSZXZvY2F0aW9uc1JlcXVlc3QiTQoXTGlzdFJldm9jYXRpb25zUmVzcG9uc2USMgoLcmV2b2NhdGlvbnMYASADKAsyHS5wcm90b21lc2gudXNlci52MS5SZXZvY2F0aW9uIk4KClJldm9jYXRpb24SDwoHdXNlcl9pZBgBIAEoCRIvCgtyZXZva2VfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEAoOR2V0Sndrc1JlcXVlc3QiNwoPR2V0Sndrc1Jlc3BvbnNlEiQKBGtleXMYASADKAsyFi5wcm90b21lc2gudXNlci52MS5Kd2siXAoDSndrEgsKA2t0eRgBIAEoCRILCgNjcnYYAiABKAkSCQoBeBgDIAEoCRIJCgF5GAQgASgJEgsKA2tpZBgFIAEoCRILCgNhbGcYBiABKAkSCwoDdXNlGAcgASgJKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMukPCgtVc2VyU2VydmljZRJ1CghSZWdpc3RlchIiLnByb3RvbWVzaC51c2VyLnYxLlJlZ2lzdGVyUmVxdWVzdBoXLnByb3RvbWVzaC51c2VyLnYxLlVzZXIiLMrzGAIIAdLzGAYSBGF1dGiC0+STAhY6ASoiES92MS9hdXRoL3JlZ2lzdGVyEnUKBUxvZ2luEh8ucHJvdG9tZXNoLnVzZXIudjEuTG9naW5SZXF1ZXN0GiAucHJvdG9tZXNoLnVzZXIudjEuTG9naW5SZXNwb25zZSIpyvMYAggB0vMYBhIEYXV0aILT5JMCEzoBKiIOL3YxL2F1dGgvbG9naW4SfQoHUmVmcmVzaBIhLnByb3RvbWVzaC51c2VyLnYxLlJlZnJlc2hSZXF1ZXN0GiIucHJvdG9tZXNoLnVzZXIudjEuUmVmcmVzaFJlc3BvbnNlIivK8xgCCAHS8xgGEgRhdXRogtPkkwIVOgEqIhAvdjEvYXV0aC9yZWZyZXNoEmcKBkxvZ291dBIgLnByb3RvbWVzaC51c2VyLnYxLkxvZ291dFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiI5ACAsrzGAIIAYLT5JMCFDoBKiIPL3YxL2F1dGgvbG9nb3V0EnEKCUxvZ291dEFsbBIjLnByb3RvbWVzaC51c2VyLnYxLkxvZ291dEFsbFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiJ5ACAsrzGAIQAYLT5JMCGDoBKiITL3YxL2F1dGgvbG9nb3V0LWFsbBJ1CgtWZXJpZnlFbWFpbBIlLnByb3RvbWVzaC51c2VyLnYxLlZlcmlmeUVtYWlsUmVxdWVzdBoXLnByb3RvbWVzaC51c2VyLnYxLlVzZXIiJsrzGAIIAYLT5JMCGjoBKiIVL3YxL2F1dGgvdmVyaWZ5LWVtYWlsEmAKBUdldE1lEh8ucHJvdG9tZXNoLnVzZXIudjEuR2V0TWVSZXF1ZXN0GhcucHJvdG9tZXNoLnVzZXIudjEuVXNlciIdkAIByvMYAhABgtPkkwIOEgwvdjEvdXNlcnMvbWUSbAoIVXBkYXRlTWUSIi5wcm90b21lc2gudXNlci52MS5VcGRhdGVNZVJlcXVlc3QaFy5wcm90b21lc2gudXNlci52MS5Vc2VyIiOQAgLK8xgCEAGC0+STAhQ6BHVzZXIyDC92MS91c2Vycy9tZRKKAQoOQ2hhbmdlUGFzc3dvcmQSKC5wcm90b21lc2gudXNlci52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiNsrzGAIQAdLzGAYSBGF1dGiC0+STAiA6ASoiGy92MS91c2Vycy9tZTpjaGFuZ2VQYXNzd29yZBJvCghEZWxldGVNZRIiLnByb3RvbWVzaC51c2VyLnYxLkRlbGV0ZU1lUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSInyvMYAhAB0vMYBhIEYXV0aILT5JMCEToBKioML3YxL3VzZXJzL21lEmYKB0dldFVzZXISIS5wcm90b21lc2gudXNlci52MS5HZXRVc2VyUmVxdWVzdBoXLnByb3RvbWVzaC51c2VyLnYxLlVzZXIiH5ACAcrzGAIQAYLT5JMCEBIOL3YxL3VzZXJzL3tpZH0SdwoJTGlzdFVzZXJzEiMucHJvdG9tZXNoLnVzZXIudjEuTGlzdFVzZXJzUmVxdWVzdBokLnByb3RvbWVzaC51c2VyLnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIh+QAgHK8xgHGgVhZG1pboLT5JMCCxIJL3YxL3VzZXJzEn4KC1NldFVzZXJSb2xlEiUucHJvdG9tZXNoLnVzZXIudjEuU2V0VXNlclJvbGVSZXF1ZXN0GhcucHJvdG9tZXNoLnVzZXIudjEuVXNlciIvkAICyvMYBxoFYWRtaW6C0+STAhs6ASoiFi92MS91c2Vycy97aWR9OnNldFJvbGUSfgoLRGlzYWJsZVVzZXISJS5wcm90b21lc2gudXNlci52MS5EaXNhYmxlVXNlclJlcXVlc3QaFy5wcm90b21lc2gudXNlci52MS5Vc2VyIi+QAgLK8xgHGgVhZG1pboLT5JMCGzoBKiIWL3YxL3VzZXJzL3tpZH06ZGlzYWJsZRJ7CgpFbmFibGVVc2VyEiQucHJvdG9tZXNoLnVzZXIudjEuRW5hYmxlVXNlclJlcXVlc3QaFy5wcm90b21lc2gudXNlci52MS5Vc2VyIi6QAgLK8xgHGgVhZG1pboLT5JMCGjoBKiIVL3YxL3VzZXJzL3tpZH06ZW5hYmxlEnMKD0xpc3RSZXZvY2F0aW9ucxIpLnByb3RvbWVzaC51c2VyLnYxLkxpc3RSZXZvY2F0aW9uc1JlcXVlc3QaKi5wcm90b21lc2gudXNlci52MS5MaXN0UmV2b2NhdGlvbnNSZXNwb25zZSIJkAIByvMYAggBEnkKB0dldEp3a3MSIS5wcm90b21lc2gudXNlci52MS5HZXRKd2tzUmVxdWVzdBoiLnByb3RvbWVzaC51c2VyLnYxLkdldEp3a3NSZXNwb25zZSInkAIByvMYAggBgtPkkwIYEhYvLndlbGwta25vd24vandrcy5qc29uYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_protomesh_options_v1_options]);
 
 /**
  * A user account.
@@ -73,6 +73,14 @@ export type User = Message<"protomesh.user.v1.User"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 7;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Output only. Whether the account is disabled; change it with DisableUser
+   * and EnableUser.
+   *
+   * @generated from field: bool disabled = 8;
+   */
+  disabled: boolean;
 };
 
 /**
@@ -281,6 +289,70 @@ export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
   messageDesc(file_protomesh_user_v1_user, 6);
 
 /**
+ * Request of LogoutAll.
+ *
+ * @generated from message protomesh.user.v1.LogoutAllRequest
+ */
+export type LogoutAllRequest = Message<"protomesh.user.v1.LogoutAllRequest"> & {
+};
+
+/**
+ * Describes the message protomesh.user.v1.LogoutAllRequest.
+ * Use `create(LogoutAllRequestSchema)` to create a new message.
+ */
+export const LogoutAllRequestSchema: GenMessage<LogoutAllRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 7);
+
+/**
+ * Request of ChangePassword.
+ *
+ * @generated from message protomesh.user.v1.ChangePasswordRequest
+ */
+export type ChangePasswordRequest = Message<"protomesh.user.v1.ChangePasswordRequest"> & {
+  /**
+   * The account's current password. Required.
+   *
+   * @generated from field: string current_password = 1;
+   */
+  currentPassword: string;
+
+  /**
+   * The new password. Required; 8 to 128 characters.
+   *
+   * @generated from field: string new_password = 2;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message protomesh.user.v1.ChangePasswordRequest.
+ * Use `create(ChangePasswordRequestSchema)` to create a new message.
+ */
+export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 8);
+
+/**
+ * Request of DeleteMe.
+ *
+ * @generated from message protomesh.user.v1.DeleteMeRequest
+ */
+export type DeleteMeRequest = Message<"protomesh.user.v1.DeleteMeRequest"> & {
+  /**
+   * The account's password, to confirm the deletion. Required.
+   *
+   * @generated from field: string password = 1;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message protomesh.user.v1.DeleteMeRequest.
+ * Use `create(DeleteMeRequestSchema)` to create a new message.
+ */
+export const DeleteMeRequestSchema: GenMessage<DeleteMeRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 9);
+
+/**
  * Request of VerifyEmail.
  *
  * @generated from message protomesh.user.v1.VerifyEmailRequest
@@ -299,7 +371,7 @@ export type VerifyEmailRequest = Message<"protomesh.user.v1.VerifyEmailRequest">
  * Use `create(VerifyEmailRequestSchema)` to create a new message.
  */
 export const VerifyEmailRequestSchema: GenMessage<VerifyEmailRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 7);
+  messageDesc(file_protomesh_user_v1_user, 10);
 
 /**
  * Request of GetMe.
@@ -314,7 +386,7 @@ export type GetMeRequest = Message<"protomesh.user.v1.GetMeRequest"> & {
  * Use `create(GetMeRequestSchema)` to create a new message.
  */
 export const GetMeRequestSchema: GenMessage<GetMeRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 8);
+  messageDesc(file_protomesh_user_v1_user, 11);
 
 /**
  * Request of UpdateMe.
@@ -345,7 +417,7 @@ export type UpdateMeRequest = Message<"protomesh.user.v1.UpdateMeRequest"> & {
  * Use `create(UpdateMeRequestSchema)` to create a new message.
  */
 export const UpdateMeRequestSchema: GenMessage<UpdateMeRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 9);
+  messageDesc(file_protomesh_user_v1_user, 12);
 
 /**
  * Request of GetUser.
@@ -366,7 +438,7 @@ export type GetUserRequest = Message<"protomesh.user.v1.GetUserRequest"> & {
  * Use `create(GetUserRequestSchema)` to create a new message.
  */
 export const GetUserRequestSchema: GenMessage<GetUserRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 10);
+  messageDesc(file_protomesh_user_v1_user, 13);
 
 /**
  * Request of ListUsers.
@@ -396,7 +468,7 @@ export type ListUsersRequest = Message<"protomesh.user.v1.ListUsersRequest"> & {
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 11);
+  messageDesc(file_protomesh_user_v1_user, 14);
 
 /**
  * Response of ListUsers.
@@ -424,7 +496,7 @@ export type ListUsersResponse = Message<"protomesh.user.v1.ListUsersResponse"> &
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 12);
+  messageDesc(file_protomesh_user_v1_user, 15);
 
 /**
  * Request of SetUserRole.
@@ -452,7 +524,113 @@ export type SetUserRoleRequest = Message<"protomesh.user.v1.SetUserRoleRequest">
  * Use `create(SetUserRoleRequestSchema)` to create a new message.
  */
 export const SetUserRoleRequestSchema: GenMessage<SetUserRoleRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 13);
+  messageDesc(file_protomesh_user_v1_user, 16);
+
+/**
+ * Request of DisableUser.
+ *
+ * @generated from message protomesh.user.v1.DisableUserRequest
+ */
+export type DisableUserRequest = Message<"protomesh.user.v1.DisableUserRequest"> & {
+  /**
+   * UUID of the account to disable. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message protomesh.user.v1.DisableUserRequest.
+ * Use `create(DisableUserRequestSchema)` to create a new message.
+ */
+export const DisableUserRequestSchema: GenMessage<DisableUserRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 17);
+
+/**
+ * Request of EnableUser.
+ *
+ * @generated from message protomesh.user.v1.EnableUserRequest
+ */
+export type EnableUserRequest = Message<"protomesh.user.v1.EnableUserRequest"> & {
+  /**
+   * UUID of the account to enable. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message protomesh.user.v1.EnableUserRequest.
+ * Use `create(EnableUserRequestSchema)` to create a new message.
+ */
+export const EnableUserRequestSchema: GenMessage<EnableUserRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 18);
+
+/**
+ * Request of ListRevocations.
+ *
+ * @generated from message protomesh.user.v1.ListRevocationsRequest
+ */
+export type ListRevocationsRequest = Message<"protomesh.user.v1.ListRevocationsRequest"> & {
+};
+
+/**
+ * Describes the message protomesh.user.v1.ListRevocationsRequest.
+ * Use `create(ListRevocationsRequestSchema)` to create a new message.
+ */
+export const ListRevocationsRequestSchema: GenMessage<ListRevocationsRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 19);
+
+/**
+ * Response of ListRevocations.
+ *
+ * @generated from message protomesh.user.v1.ListRevocationsResponse
+ */
+export type ListRevocationsResponse = Message<"protomesh.user.v1.ListRevocationsResponse"> & {
+  /**
+   * Every revocation still in force, oldest first.
+   *
+   * @generated from field: repeated protomesh.user.v1.Revocation revocations = 1;
+   */
+  revocations: Revocation[];
+};
+
+/**
+ * Describes the message protomesh.user.v1.ListRevocationsResponse.
+ * Use `create(ListRevocationsResponseSchema)` to create a new message.
+ */
+export const ListRevocationsResponseSchema: GenMessage<ListRevocationsResponse> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 20);
+
+/**
+ * Access tokens of one account issued before a time are refused.
+ *
+ * @generated from message protomesh.user.v1.Revocation
+ */
+export type Revocation = Message<"protomesh.user.v1.Revocation"> & {
+  /**
+   * UUID of the account.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Tokens of the account issued before this time are refused.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 2;
+   */
+  revokeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message protomesh.user.v1.Revocation.
+ * Use `create(RevocationSchema)` to create a new message.
+ */
+export const RevocationSchema: GenMessage<Revocation> = /*@__PURE__*/
+  messageDesc(file_protomesh_user_v1_user, 21);
 
 /**
  * Request of GetJwks.
@@ -467,7 +645,7 @@ export type GetJwksRequest = Message<"protomesh.user.v1.GetJwksRequest"> & {
  * Use `create(GetJwksRequestSchema)` to create a new message.
  */
 export const GetJwksRequestSchema: GenMessage<GetJwksRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 14);
+  messageDesc(file_protomesh_user_v1_user, 22);
 
 /**
  * Response of GetJwks: a JSON Web Key Set.
@@ -489,7 +667,7 @@ export type GetJwksResponse = Message<"protomesh.user.v1.GetJwksResponse"> & {
  * Use `create(GetJwksResponseSchema)` to create a new message.
  */
 export const GetJwksResponseSchema: GenMessage<GetJwksResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 15);
+  messageDesc(file_protomesh_user_v1_user, 23);
 
 /**
  * A public JSON Web Key (RFC 7517). JSON names are the standard member names.
@@ -553,7 +731,7 @@ export type Jwk = Message<"protomesh.user.v1.Jwk"> & {
  * Use `create(JwkSchema)` to create a new message.
  */
 export const JwkSchema: GenMessage<Jwk> = /*@__PURE__*/
-  messageDesc(file_protomesh_user_v1_user, 16);
+  messageDesc(file_protomesh_user_v1_user, 24);
 
 /**
  * Role of an account, carried in its access tokens.
@@ -645,6 +823,18 @@ export const UserService: GenService<{
     output: typeof EmptySchema;
   },
   /**
+   * Logs the caller out everywhere: revokes every refresh token of the
+   * account, and every service refuses the access tokens issued to it before
+   * this call within seconds (see ListRevocations).
+   *
+   * @generated from rpc protomesh.user.v1.UserService.LogoutAll
+   */
+  logoutAll: {
+    methodKind: "unary";
+    input: typeof LogoutAllRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
    * Marks the email of the account that the token was issued for as verified
    * and returns the account. The token is single-use: it fails with
    * INVALID_ARGUMENT if it is unknown, expired or already used. The account
@@ -679,6 +869,31 @@ export const UserService: GenService<{
     output: typeof UserSchema;
   },
   /**
+   * Changes the caller's password. The current password is re-entered; a
+   * wrong one fails with UNAUTHENTICATED. Logs the account out everywhere,
+   * as LogoutAll does: log in again with the new password.
+   *
+   * @generated from rpc protomesh.user.v1.UserService.ChangePassword
+   */
+  changePassword: {
+    methodKind: "unary";
+    input: typeof ChangePasswordRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * Deletes the caller's account. The password is re-entered to confirm; a
+   * wrong one fails with UNAUTHENTICATED. Every refresh token of the account
+   * is revoked at once, and every service refuses its access tokens within
+   * seconds. Publishes UserDeleted.
+   *
+   * @generated from rpc protomesh.user.v1.UserService.DeleteMe
+   */
+  deleteMe: {
+    methodKind: "unary";
+    input: typeof DeleteMeRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
    * Returns an account by id. Fails with NOT_FOUND if there is none.
    *
    * @generated from rpc protomesh.user.v1.UserService.GetUser
@@ -708,6 +923,45 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof SetUserRoleRequestSchema;
     output: typeof UserSchema;
+  },
+  /**
+   * Disables an account and returns it: it can no longer log in or refresh,
+   * and every service refuses its access tokens within seconds. Publishes
+   * UserDisabled. Admins only; an admin cannot disable itself
+   * (FAILED_PRECONDITION).
+   *
+   * @generated from rpc protomesh.user.v1.UserService.DisableUser
+   */
+  disableUser: {
+    methodKind: "unary";
+    input: typeof DisableUserRequestSchema;
+    output: typeof UserSchema;
+  },
+  /**
+   * Enables a disabled account again and returns it. Tokens issued before it
+   * was disabled stay refused: the account logs in again. Admins only.
+   *
+   * @generated from rpc protomesh.user.v1.UserService.EnableUser
+   */
+  enableUser: {
+    methodKind: "unary";
+    input: typeof EnableUserRequestSchema;
+    output: typeof UserSchema;
+  },
+  /**
+   * Lists the accounts whose earlier access tokens are refused: each entry
+   * says that tokens of that account issued before revoke_time are no longer
+   * valid (the account was deleted, disabled, logged out everywhere, changed
+   * its password or its role). Entries are kept as long as such a token
+   * could otherwise still be valid. Every service's token verifier polls it;
+   * the gateway does not route it.
+   *
+   * @generated from rpc protomesh.user.v1.UserService.ListRevocations
+   */
+  listRevocations: {
+    methodKind: "unary";
+    input: typeof ListRevocationsRequestSchema;
+    output: typeof ListRevocationsResponseSchema;
   },
   /**
    * Returns the public keys that verify access tokens, as a JSON Web Key Set
