@@ -149,8 +149,8 @@ describe("HTTP/2 timeouts", () => {
     expect(code).toBe(http2.constants.NGHTTP2_NO_ERROR);
   });
 
-  it("keeps a session whose only stream is open but quiet", async () => {
-    const port = await start({ HTTP2_IDLE_TIMEOUT_MS: 300 });
+  it("keeps a session whose only stream is open but quiet, and one that sent its SETTINGS", async () => {
+    const port = await start({ HTTP2_IDLE_TIMEOUT_MS: 300, HTTP2_SETTINGS_TIMEOUT_MS: 150 });
     const holding = await h2Session(port);
     const status = h2Get(holding, "/hold");
     await expect.poll(() => held.length).toBe(1);
@@ -176,7 +176,7 @@ describe("the cap on open connections", () => {
   });
 
   it("serves new clients again once silent connections at the cap have timed out", async () => {
-    const cap = 5;
+    const cap = 50;
     const port = await start({ MAX_CONNECTIONS: cap, FIRST_BYTES_TIMEOUT_MS: 1_000 });
     const silent = await Promise.all(Array.from({ length: cap }, () => openSocket(port)));
     const closed = Promise.all(silent.map(receiveUntilClosed));
