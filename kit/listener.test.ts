@@ -8,10 +8,14 @@ import {
   receiveUntilClosed,
 } from "../test/support/raw-socket.ts";
 import { type ConnectionLimits, defaultConnectionLimits } from "./connection-limits.ts";
-import { createDualListener, type DualHandler, type DualListener } from "./listener.ts";
+import {
+  createDualListener,
+  type DualHandler,
+  type DualListener,
+  http2Preface,
+} from "./listener.ts";
 import type { NodeResponse } from "./node-http.ts";
 
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const goawayFrame = 0x7;
 
 // Answers "ok" once the whole request has arrived; "/hold" answers only when released.
@@ -87,7 +91,7 @@ describe("the first bytes of a connection", () => {
 
   it("closes a connection whose HTTP/2 preface stops halfway", async () => {
     const port = await start({ FIRST_BYTES_TIMEOUT_MS: 200 });
-    const received = await exchange(port, h2Preface.slice(0, 16));
+    const received = await exchange(port, http2Preface.slice(0, 16));
     expect(received.length).toBe(0);
   });
 });
@@ -135,7 +139,7 @@ describe("HTTP/1.1 timeouts", () => {
 describe("HTTP/2 timeouts", () => {
   it("drops a client that sends its preface but never its SETTINGS", async () => {
     const port = await start({ HTTP2_SETTINGS_TIMEOUT_MS: 200 });
-    const frames = framesOf(await exchange(port, h2Preface));
+    const frames = framesOf(await exchange(port, http2Preface));
     const goaway = frames.find((frame) => frame.type === goawayFrame);
     expect(goaway?.payload.readUInt32BE(4)).toBe(http2.constants.NGHTTP2_SETTINGS_TIMEOUT);
   });

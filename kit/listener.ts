@@ -40,10 +40,13 @@ export interface DualListener {
   closeAll(waitMs: number): Promise<void>;
 }
 
-// RFC 9113 §3.4: a prior-knowledge HTTP/2 connection opens with this preface. No HTTP/1.1
-// request line starts with it, so the first byte that differs routes to HTTP/1.1, and only
-// the whole preface routes to HTTP/2.
-const h2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/**
+ * The preface a prior-knowledge HTTP/2 connection opens with (RFC 9113 §3.4). No HTTP/1.1
+ * request line starts with it, so the first byte that differs routes a connection to
+ * HTTP/1.1, and only the whole preface routes it to HTTP/2.
+ */
+export const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const h2Preface = Buffer.from(http2Preface);
 
 /**
  * Creates the listener every protomesh process uses, so that one port accepts gRPC (HTTP/2),
