@@ -81,9 +81,9 @@ export function guardHttp2Session(session: http2.Http2Session, limits: Connectio
       open -= 1;
     });
   });
-  // Node's session timer counts any frame as activity, so a quiet but open stream (a health
-  // Watch) would also time out: such a session is left alone until its streams are done.
-  // Every expiry is heard (setTimeout's own callback is called once only).
+  // Node's session timer fires after a time without frames even while a quiet stream is open
+  // (a health Watch): such a session is kept until its streams are done. Its expiries are
+  // heard with on(), as setTimeout's own callback is called for the first one only.
   session.setTimeout(limits.HTTP2_IDLE_TIMEOUT_MS);
   session.on("timeout", () => {
     if (open === 0) session.close();
