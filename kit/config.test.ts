@@ -21,6 +21,17 @@ describe("loadConfig", () => {
     expect(load).toThrow(/DEFAULT_DEADLINE_MS: .*\(got "soon"\)/);
   });
 
+  it("bounds connections by default; 0 turns off the request timeout and no other limit", () => {
+    const config = loadConfig(schema, { REQUEST_TIMEOUT_MS: "0" });
+    expect(config.MAX_CONNECTIONS).toBe(1000);
+    expect(config.HEADERS_TIMEOUT_MS).toBe(30_000);
+    expect(config.REQUEST_TIMEOUT_MS).toBe(0);
+    expect(() => loadConfig(schema, { MAX_CONNECTIONS: "0" })).toThrow(
+      /MAX_CONNECTIONS: .*\(got "0"\)/,
+    );
+    expect(() => loadConfig(schema, { HEADERS_TIMEOUT_MS: "0" })).toThrow(/HEADERS_TIMEOUT_MS: /);
+  });
+
   it("reads only the variables of its schema", () => {
     const config = loadConfig(z.object({ A: z.string().default("x") }), { A: "y", B: "z" });
     expect(config).toEqual({ A: "y" });

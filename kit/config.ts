@@ -75,6 +75,14 @@ const serverConfigShape = {
     .int()
     .positive()
     .default(4 * 1024 * 1024),
+  // Bounds on the listener's connections (kit/connection-limits.ts); 0 turns the request
+  // timeout off, for long uploads over HTTP/1.1.
+  MAX_CONNECTIONS: z.coerce.number().int().positive().default(1000),
+  FIRST_BYTES_TIMEOUT_MS: millisSchema.default(10_000),
+  HEADERS_TIMEOUT_MS: millisSchema.default(30_000),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0).default(300_000),
+  HTTP2_SETTINGS_TIMEOUT_MS: millisSchema.default(10_000),
+  HTTP2_IDLE_TIMEOUT_MS: millisSchema.default(120_000),
   // Service discovery: static unless CONSUL_HTTP_ADDR is set (kit/registry).
   ...registryConfigShape,
 };

@@ -1,9 +1,23 @@
+// The connection bounds are enforced here rather than by Node alone: the HTTP/1.1 and HTTP/2
+// servers are handed connections ("connection" events) and never listen, so Node never starts
+// the HTTP/1.1 headers and request checks (started on "listening", emitted here instead); it
+// has no deadline for the first bytes, which arrive before either server sees the socket, and
+// no timeout for a client's SETTINGS; and its HTTP/2 idle timer would also close sessions with
+// a quiet open stream. The cap on connections is Node's own (net.Server maxConnections).
 import { once } from "node:events";
-import http from "node:http";
+import type http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
+import { createClientErrors } from "./client-error.ts";
+import {
+  type ConnectionLimits,
+  createHttp1Server,
+  defaultConnectionLimits,
+  firstBytesDeadline,
+  guardHttp2Session,
+} from "./connection-limits.ts";
 
 /** A request handler that serves both HTTP/1.1 and HTTP/2 (compat API) requests. */
 export type DualHandler = (
@@ -26,32 +40,46 @@ export interface DualListener {
   closeAll(waitMs: number): Promise<void>;
 }
 
-// RFC 9113 §3.4: a prior-knowledge HTTP/2 connection opens with this preface; no HTTP/1.1
-// request line starts with "PRI", so three bytes tell the two protocols apart.
-const h2PrefacePrefix = Buffer.from("PRI");
+/**
+ * The preface a prior-knowledge HTTP/2 connection opens with (RFC 9113 §3.4). No HTTP/1.1
+ * request line starts with it, so the first byte that differs routes a connection to
+ * HTTP/1.1, and only the whole preface routes it to HTTP/2.
+ */
+export const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const h2Preface = Buffer.from(http2Preface);
 
 /**
  * Creates the listener every protomesh process uses, so that one port accepts gRPC (HTTP/2),
- * Connect and gRPC-Web (either version) and plain HTTP/1.1 for health and metrics.
+ * Connect and gRPC-Web (either version) and plain HTTP/1.1 for health and metrics, within
+ * `limits` (by default the server settings' defaults).
  */
-export function createDualListener(handle: DualHandler, upgrade?: UpgradeHandler): DualListener {
-  const h1 = http.createServer(handle);
+export function createDualListener(
+  handle: DualHandler,
+  upgrade?: UpgradeHandler,
+  limits: ConnectionLimits = defaultConnectionLimits,
+): DualListener {
+  const clientErrors = createClientErrors(limits);
+  const h1 = createHttp1Server(limits, (req, res) => {
+    clientErrors.track(req, res);
+    handle(req, res);
+  });
   if (upgrade !== undefined) h1.on("upgrade", upgrade);
-  // Slowloris guard: a client gets this long to send its request headers.
-  h1.headersTimeout = 30_000;
-  h1.requestTimeout = 0;
+  h1.on("clientError", clientErrors.onClientError);
   const h2 = http2.createServer({ maxSessionMemory: 32 }, handle);
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    guardHttp2Session(session, limits);
   });
   const sockets = new Set<net.Socket>();
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    routeConnection(socket, h1, h2);
+    routeConnection(socket, h1, h2, firstBytesDeadline(socket, limits));
   });
+  // Connections past the cap are closed as soon as they are accepted, unread.
+  tcp.maxConnections = limits.MAX_CONNECTIONS;
   return {
     listen(port, host) {
       return new Promise((resolve, reject) => {
@@ -77,18 +105,29 @@ export function createDualListener(handle: DualHandler, upgrade?: UpgradeHandler
       for (const session of sessions) session.destroy();
       h1.closeAllConnections();
       for (const socket of sockets) socket.destroy();
+      // Stops the HTTP/1.1 timeout checks; the server itself never listened.
+      h1.close();
     },
   };
 }
 
-/** Hands a new connection to the HTTP/2 or the HTTP/1.1 server, by its first bytes. */
-function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+/**
+ * Hands a new connection to the HTTP/2 or the HTTP/1.1 server, by its first bytes, then lifts
+ * the deadline for them.
+ */
+function routeConnection(
+  socket: net.Socket,
+  h1: http.Server,
+  h2: http2.Http2Server,
+  liftDeadline: () => void,
+): void {
   let head: Buffer = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-    const n = Math.min(head.length, h2PrefacePrefix.length);
-    const mayBeH2 = head.subarray(0, n).equals(h2PrefacePrefix.subarray(0, n));
-    if (mayBeH2 && head.length < h2PrefacePrefix.length) return;
+    const n = Math.min(head.length, h2Preface.length);
+    const mayBeH2 = head.subarray(0, n).equals(h2Preface.subarray(0, n));
+    if (mayBeH2 && head.length < h2Preface.length) return;
+    liftDeadline();
     socket.off("data", onData);
     socket.pause();
     socket.unshift(head);
