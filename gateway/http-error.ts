@@ -1,5 +1,5 @@
-import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, type ConnectError } from "@connectrpc/connect";
+import { errorBodyOf } from "../kit/error-body.ts";
 import type { NodeResponse } from "../kit/node-http.ts";
 
 // The google.rpc mapping (google/rpc/code.proto), as grpc-gateway and Envoy apply it.
@@ -25,40 +25,6 @@ const statusByCode: Record<Code, number> = {
 /** The HTTP status a Connect code maps to (google.rpc mapping). */
 export function httpStatusOf(code: Code): number {
   return statusByCode[code] ?? 500;
-}
-
-/** One entry of the JSON error body's `details`: an Any in its JSON form. */
-export interface ErrorDetailJson {
-  readonly "@type": string;
-  /** The detail message in binary, base64: the gateway has no registry to decode it. */
-  readonly value: string;
-  readonly debug?: unknown;
-}
-
-/** The JSON body of every gateway error: google.rpc.Status with a numeric code. */
-export interface ErrorBody {
-  readonly code: number;
-  readonly message: string;
-  readonly details: ErrorDetailJson[];
-}
-
-/** The JSON error body of a ConnectError; the cause stays out (it belongs in the log). */
-export function errorBodyOf(err: ConnectError): ErrorBody {
-  const details = err.details.map((d): ErrorDetailJson => {
-    if ("desc" in d) {
-      const bytes = toBinary(d.desc, create(d.desc, d.value));
-      return {
-        "@type": `type.googleapis.com/${d.desc.typeName}`,
-        value: Buffer.from(bytes).toString("base64"),
-      };
-    }
-    const entry = {
-      "@type": `type.googleapis.com/${d.type}`,
-      value: Buffer.from(d.value).toString("base64"),
-    };
-    return d.debug === undefined ? entry : { ...entry, debug: d.debug };
-  });
-  return { code: err.code, message: err.rawMessage, details };
 }
 
 /**
