@@ -49,7 +49,7 @@ export interface ServingOptions {
 /** Creates the lifecycle shared by the services and the gateway: one port, graceful drain. */
 export function createServing(options: ServingOptions): Serving {
   const { config, log, health, inFlight } = options;
-  const listener = createDualListener(options.handle, options.upgrade);
+  const listener = createDualListener(options.handle, options.upgrade, config);
   let closing = false;
   let draining = false;
   return {
