@@ -322,7 +322,7 @@ describe("route table of the protomesh services", () => {
     ["GET", "/.well-known/jwks.json", ["UserService.GetJwks", {}]],
     ["GET", "/v1/files/f1:download", ["FileService.Download", { id: "f1" }]],
     ["POST", "/v1/conversations/c1:ask", ["InferenceService.Ask", { id: "c1" }]],
-    ["PUT", "/v1/users/me", "method-not-allowed: GET, PATCH"],
+    ["PUT", "/v1/users/me", "method-not-allowed: DELETE, GET, PATCH"],
     ["GET", "/v1/nothing", "not-found"],
   ])("%s %s", (httpMethod, path, expected) => {
     expect(summarize(table.match(httpMethod, path))).toEqual(expected);

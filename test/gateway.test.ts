@@ -117,7 +117,7 @@ describe("REST through the gateway", () => {
   it("answers a wrong method with 405 and an Allow header", async () => {
     const res = await fetch(`${gateway.url}/v1/users/me`, { method: "PUT" });
     expect(res.status).toBe(405);
-    expect(res.headers.get("allow")).toBe("GET, PATCH");
+    expect(res.headers.get("allow")).toBe("DELETE, GET, PATCH");
     expect(((await res.json()) as { code: number }).code).toBe(Code.Unimplemented);
   });
 
