@@ -34,13 +34,13 @@ const firstAddedFirst = createKeyset<MemberRow>({
   tieBreaker: "userId",
 });
 
-/** Adding, listing and removing the members of a project. */
+/** Adding, listing, changing and removing the members of a project. */
 export function createMemberRpcs({
   db,
   users,
   pageTokens,
   clock,
-}: RpcDeps): TaskRpcs<"addMember" | "listMembers" | "removeMember"> {
+}: RpcDeps): TaskRpcs<"addMember" | "listMembers" | "updateMember" | "removeMember"> {
   return {
     async addMember(req, ctx) {
       const caller = requireIdentity(ctx);
@@ -93,6 +93,35 @@ export function createMemberRpcs({
       return { members: rows.map(memberToProto), nextPageToken };
     },
 
+    async updateMember(req, ctx) {
+      const caller = requireIdentity(ctx);
+      const projectId = parseUuid(req.projectId, "project_id");
+      const userId = parseUuid(req.userId, "user_id");
+      const role = roleFromProto(checkRole(req.role));
+      const em = db.fork();
+      await authorize(em, caller, projectId, "manage");
+      return em.transactional(async (tx) => {
+        // One membership change of a project at a time, as for removals.
+        await lockForChange<ProjectRow>(tx, Project, "project", projectId, "");
+        const member = await findMember(tx, projectId, userId);
+        if (member.role === role) return memberToProto(member);
+        if (member.role === "owner") await refuseLastOwner(tx, projectId, userId);
+        const before = memberToProto(member);
+        member.role = role;
+        const after = memberToProto(member);
+        recordActivity(tx, {
+          projectId,
+          actorId: caller.userId,
+          subjectType: "member",
+          subjectId: userId,
+          action: "updated",
+          changes: changedFields(MemberSchema, before, after, ["role"]),
+          at: clock(),
+        });
+        return after;
+      });
+    },
+
     async removeMember(req, ctx) {
       const caller = requireIdentity(ctx);
       const projectId = parseUuid(req.projectId, "project_id");
@@ -104,22 +133,8 @@ export function createMemberRpcs({
         // One membership change of a project at a time, so that two owners removing each
         // other cannot leave it without one.
         await lockForChange<ProjectRow>(tx, Project, "project", projectId, "");
-        const member = await tx.findOne(ProjectMember, { projectId, userId });
-        if (member === null) {
-          throw new ConnectError(
-            `user ${userId} is not a member of project ${projectId}`,
-            Code.NotFound,
-          );
-        }
-        if (
-          member.role === "owner" &&
-          (await tx.count(ProjectMember, { projectId, role: "owner" })) === 1
-        ) {
-          throw new ConnectError(
-            `user ${userId} is the last owner of project ${projectId}; make another member an owner first`,
-            Code.FailedPrecondition,
-          );
-        }
+        const member = await findMember(tx, projectId, userId);
+        if (member.role === "owner") await refuseLastOwner(tx, projectId, userId);
         const at = clock();
         await unassign(tx, projectId, userId, caller.userId, at);
         tx.remove(member);
@@ -135,6 +150,23 @@ export function createMemberRpcs({
       return {};
     },
   };
+}
+
+async function findMember(tx: SqlEntityManager, projectId: string, userId: string) {
+  const member = await tx.findOne(ProjectMember, { projectId, userId });
+  if (member === null) {
+    throw new ConnectError(`user ${userId} is not a member of project ${projectId}`, Code.NotFound);
+  }
+  return member;
+}
+
+/** Refuses to take the owner role from `userId` if it is the project's only owner. */
+async function refuseLastOwner(tx: SqlEntityManager, projectId: string, userId: string) {
+  if ((await tx.count(ProjectMember, { projectId, role: "owner" })) > 1) return;
+  throw new ConnectError(
+    `user ${userId} is the last owner of project ${projectId}; make another member an owner first`,
+    Code.FailedPrecondition,
+  );
 }
 
 /**

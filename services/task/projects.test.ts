@@ -342,6 +342,75 @@ describe("members", () => {
     expect(members.map((m) => m.userId)).toEqual([editor.id]);
   });
 
+  it("change roles by owners only, as a recorded change; the last owner keeps its role", async () => {
+    const project = await sharedProject();
+    await expectCode(
+      svc.connect.updateMember(
+        { projectId: project.id, userId: viewer.id, role: MemberRole.EDITOR },
+        editor.call,
+      ),
+      Code.PermissionDenied,
+      /only owners may manage/,
+    );
+    await expectCode(
+      svc.connect.updateMember(
+        { projectId: project.id, userId: viewer.id, role: MemberRole.EDITOR },
+        stranger.call,
+      ),
+      Code.NotFound,
+      /not found/,
+    );
+    await expectCode(
+      svc.grpc.updateMember(
+        { projectId: project.id, userId: stranger.id, role: MemberRole.EDITOR },
+        owner.call,
+      ),
+      Code.NotFound,
+      /is not a member/,
+    );
+    await expectCode(
+      svc.connect.updateMember({ projectId: project.id, userId: viewer.id }, owner.call),
+      Code.InvalidArgument,
+      /role/,
+    );
+    await expectCode(
+      svc.connect.updateMember(
+        { projectId: project.id, userId: owner.id, role: MemberRole.EDITOR },
+        owner.call,
+      ),
+      Code.FailedPrecondition,
+      /last owner/,
+    );
+    const promoted = await svc.connect.updateMember(
+      { projectId: project.id, userId: viewer.id, role: MemberRole.EDITOR },
+      owner.call,
+    );
+    expect(promoted).toMatchObject({ userId: viewer.id, role: MemberRole.EDITOR });
+    await svc.connect.createTask(
+      { projectId: project.id, task: { title: "Now I can" } },
+      viewer.call,
+    );
+    const { entries } = await svc.connect.listActivity({ projectId: project.id }, owner.call);
+    expect(entries[1]).toEqual(
+      expect.objectContaining({
+        subjectType: "member",
+        subjectId: viewer.id,
+        action: "updated",
+        changes: [expect.objectContaining({ field: "role" })],
+      }),
+    );
+    // With a second owner, the first may step down.
+    await svc.connect.updateMember(
+      { projectId: project.id, userId: editor.id, role: MemberRole.OWNER },
+      owner.call,
+    );
+    const demoted = await svc.connect.updateMember(
+      { projectId: project.id, userId: owner.id, role: MemberRole.VIEWER },
+      owner.call,
+    );
+    expect(demoted.role).toBe(MemberRole.VIEWER);
+  });
+
   it("leave their tasks when they leave: each task loses the assignee, as a recorded change", async () => {
     const project = await sharedProject();
     const task = await svc.connect.createTask(

@@ -70,7 +70,7 @@ export async function createTaskServer({
   });
   const deps = { db, users, pageTokens, clock };
   // Typed as the whole service, so that an RPC left out fails to compile.
-  const rpcs: Omit<ServiceImpl<typeof TaskService>, "updateMember"> = {
+  const rpcs: ServiceImpl<typeof TaskService> = {
     ...createProjectRpcs(deps),
     ...createMemberRpcs(deps),
     ...createTaskRpcs(deps),
