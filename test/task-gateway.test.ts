@@ -345,6 +345,11 @@ describe("the BOLA matrix: a stranger and someone else's project", () => {
           ),
       ],
       ["ListMembers", () => client.listMembers({ projectId }, call)],
+      [
+        "UpdateMember",
+        () =>
+          client.updateMember({ projectId, userId: userIds.viewer, role: MemberRole.OWNER }, call),
+      ],
       ["RemoveMember", () => client.removeMember({ projectId, userId: userIds.viewer }, call)],
       ["CreateTask", () => client.createTask({ projectId, task: { title: "Planted" } }, call)],
       ["ListTasks", () => client.listTasks({ projectId }, call)],
