@@ -149,7 +149,12 @@ describe("the methods of a path", () => {
 
   it("lists what the route table accepts on it", () => {
     expect(routeMethodsOf(routes, "/v1/auth/login", "POST")).toEqual(["POST"]);
-    expect(routeMethodsOf(routes, "/v1/users/me", "PATCH")).toEqual(["DELETE", "GET", "PATCH"]);
+    expect(routeMethodsOf(routes, "/v1/users/me", "PATCH")).toEqual([
+      "DELETE",
+      "GET",
+      "HEAD",
+      "PATCH",
+    ]);
   });
 
   it("lists none for an unknown or malformed path", () => {

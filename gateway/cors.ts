@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { z } from "zod";
 import type { NodeRequest } from "../kit/node-http.ts";
 import { sendError } from "./http-error.ts";
-import type { RouteTable } from "./route-table.ts";
+import { methodsOf, type RouteTable } from "./route-table.ts";
 import type { GatewayResponse } from "./transcoder.ts";
 
 /** Which browser origins may call the gateway, read from CORS_ORIGINS and CORS_ALLOW_CREDENTIALS. */
@@ -185,7 +185,9 @@ export function routeMethodsOf(routes: RouteTable, rawPath: string, requested: s
       return [];
     }
     if (bindings === undefined) continue;
-    methods.add(route.httpMethod === "*" ? requested : route.httpMethod);
+    for (const method of route.httpMethod === "*" ? [requested] : methodsOf(route)) {
+      methods.add(method);
+    }
   }
   return [...methods].sort();
 }

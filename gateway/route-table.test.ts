@@ -147,12 +147,12 @@ describe("route table of the test contract", () => {
     ["GET", "/v1/echo/hi", ["LibraryService.Echo", { text: "hi" }]],
     ["OPTIONS", "/v1/echo/hi", ["LibraryService.Echo", { text: "hi" }]],
     ["DELETE", "/v1/books/b1", ["LibraryService.DeleteBook", { name: "b1" }]],
-    ["POST", "/v1/books/b1", "method-not-allowed: DELETE, GET, PATCH"],
-    ["POST", "/v1/books/b1:unknown", "method-not-allowed: DELETE, GET, PATCH"],
+    ["POST", "/v1/books/b1", "method-not-allowed: DELETE, GET, HEAD, PATCH"],
+    ["POST", "/v1/books/b1:unknown", "method-not-allowed: DELETE, GET, HEAD, PATCH"],
     ["GET", "/v1/cache/k1", "method-not-allowed: PURGE"],
     ["GET", "/v1/books/b1:archive", ["LibraryService.GetBook", { name: "b1:archive" }]],
     // HTTP methods are case-sensitive (RFC 9110, section 9.1).
-    ["get", "/v1/books/b1", "method-not-allowed: DELETE, GET, PATCH"],
+    ["get", "/v1/books/b1", "method-not-allowed: DELETE, GET, HEAD, PATCH"],
     ["GET", "/v1/shelves", "not-found"],
     ["GET", "/v2/books", "not-found"],
     ["GET", "/v1/books/", "not-found"],
@@ -308,6 +308,8 @@ describe("route table of the protomesh services", () => {
 
   it.each<[string, string, unknown]>([
     ["GET", "/v1/users/me", ["UserService.GetMe", {}]],
+    ["HEAD", "/v1/users/me", ["UserService.GetMe", {}]],
+    ["HEAD", "/v1/auth/login", "method-not-allowed: POST"],
     ["GET", "/v1/users/abc", ["UserService.GetUser", { id: "abc" }]],
     ["POST", "/v1/users/abc:setRole", ["UserService.SetUserRole", { id: "abc" }]],
     ["PATCH", "/v1/users/me", ["UserService.UpdateMe", {}]],
@@ -322,7 +324,7 @@ describe("route table of the protomesh services", () => {
     ["GET", "/.well-known/jwks.json", ["UserService.GetJwks", {}]],
     ["GET", "/v1/files/f1:download", ["FileService.Download", { id: "f1" }]],
     ["POST", "/v1/conversations/c1:ask", ["InferenceService.Ask", { id: "c1" }]],
-    ["PUT", "/v1/users/me", "method-not-allowed: DELETE, GET, PATCH"],
+    ["PUT", "/v1/users/me", "method-not-allowed: DELETE, GET, HEAD, PATCH"],
     ["GET", "/v1/nothing", "not-found"],
   ])("%s %s", (httpMethod, path, expected) => {
     expect(summarize(table.match(httpMethod, path))).toEqual(expected);

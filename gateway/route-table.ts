@@ -86,11 +86,9 @@ export function createRouteTable(services: readonly DescService[]): RouteTable {
     for (const route of candidatesFor(path.raw.length)) {
       const bindings = route.template.matchSplit(path);
       if (bindings === undefined) continue;
-      if (route.httpMethod === httpMethod || route.httpMethod === "*") {
-        return { kind: "found", route, bindings };
-      }
+      if (accepts(route, httpMethod)) return { kind: "found", route, bindings };
       allow ??= new Set();
-      allow.add(route.httpMethod);
+      for (const accepted of methodsOf(route)) allow.add(accepted);
     }
     if (allow === undefined) return { kind: "not-found" };
     return { kind: "method-not-allowed", allow: [...allow].sort() };
@@ -165,6 +163,23 @@ function createRoute(method: DescMethod, rule: HttpRule): Route {
 
 function isBytes(field: DescField | undefined): boolean {
   return field?.fieldKind === "scalar" && field.scalar === ScalarType.BYTES;
+}
+
+/**
+ * Whether `route` serves `httpMethod`: its own method, any for a `*` route, and HEAD wherever
+ * GET is served (RFC 9110 §9.3.2: the GET's status and headers, without its body).
+ */
+function accepts(route: Route, httpMethod: string): boolean {
+  return (
+    route.httpMethod === httpMethod ||
+    route.httpMethod === "*" ||
+    (httpMethod === "HEAD" && route.httpMethod === "GET")
+  );
+}
+
+/** The methods `route` serves, as an Allow header lists them: GET comes with HEAD. */
+export function methodsOf(route: Route): string[] {
+  return route.httpMethod === "GET" ? ["GET", "HEAD"] : [route.httpMethod];
 }
 
 function patternOf(method: DescMethod, rule: HttpRule): { httpMethod: string; path: string } {

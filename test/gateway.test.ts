@@ -114,10 +114,23 @@ describe("REST through the gateway", () => {
     expect(await res.json()).toMatchObject({ code: 5, details: [] });
   });
 
+  it("answers HEAD on every GET route with the GET's status and headers and no body", async () => {
+    const get = await fetch(`${gateway.url}/.well-known/jwks.json`);
+    const getBody = await get.text();
+    const head = await fetch(`${gateway.url}/.well-known/jwks.json`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toBe(get.headers.get("content-type"));
+    expect(Number(head.headers.get("content-length"))).toBe(Buffer.byteLength(getBody));
+    expect(await head.text()).toBe("");
+    const refused = await fetch(`${gateway.url}/v1/users/me`, { method: "HEAD" });
+    expect(refused.status).toBe(401);
+    expect(await refused.text()).toBe("");
+  });
+
   it("answers a wrong method with 405 and an Allow header", async () => {
     const res = await fetch(`${gateway.url}/v1/users/me`, { method: "PUT" });
     expect(res.status).toBe(405);
-    expect(res.headers.get("allow")).toBe("DELETE, GET, PATCH");
+    expect(res.headers.get("allow")).toBe("DELETE, GET, HEAD, PATCH");
     expect(((await res.json()) as { code: number }).code).toBe(Code.Unimplemented);
   });
 
@@ -234,7 +247,7 @@ describe("REST through the gateway", () => {
     expect(res.status).toBe(413);
   });
 
-  it("transcodes over HTTP/2 (h2c) too: a GET without a body and POSTs with one", async () => {
+  it("transcodes over HTTP/2 (h2c) too: a GET and a HEAD without a body and POSTs with one", async () => {
     const session = http2.connect(gateway.url);
     const call = (method: string, path: string, body?: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -268,6 +281,8 @@ describe("REST through the gateway", () => {
       );
       expect(registered.status, registered.body).toBe(200);
       expect(JSON.parse(registered.body)).toMatchObject({ email });
+      const head = await call("HEAD", "/.well-known/jwks.json");
+      expect(head).toEqual({ status: 200, body: "" });
       const malformed = await call("POST", "/v1/auth/login", '{"email": ');
       expect(malformed.status).toBe(400);
     } finally {
