@@ -66,7 +66,7 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
     try {
       held = service.acquire();
     } catch (err) {
-      respondUnavailable(res, req.headers["content-type"] ?? "", err);
+      respondUnavailable(res, req.headers["content-type"] ?? "", service.service, err);
       return;
     }
     forwardTo(req, res, held.upstream, held.done);
@@ -103,7 +103,7 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
     } catch (err) {
       log.warn({ upstream: upstream.baseUrl, err }, "upstream session unavailable");
       done(true);
-      respondUnavailable(res, type, err);
+      respondUnavailable(res, type, upstream.service, err);
       return;
     }
     // Closed without response headers or an error (the client went away): no verdict.
@@ -140,7 +140,7 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
       log.warn({ upstream: upstream.baseUrl, err }, "upstream stream failed");
       done(true);
       if (res.headersSent) res.destroy();
-      else respondUnavailable(res, type, err);
+      else respondUnavailable(res, type, upstream.service, err);
     });
   }
 
@@ -155,12 +155,17 @@ const failingGrpcStatuses = new Set([
 ]);
 
 /** Tells the client in its own protocol that the upstream could not be reached. */
-function respondUnavailable(res: GatewayResponse, contentType: string, cause: unknown): void {
+function respondUnavailable(
+  res: GatewayResponse,
+  contentType: string,
+  service: string,
+  cause: unknown,
+): void {
   // A breaker's or balancer's refusal says why; a connection failure says no more than this.
   const error =
     cause instanceof ConnectError && cause.code === Code.Unavailable
       ? cause
-      : new ConnectError("upstream service is unavailable", Code.Unavailable);
+      : new ConnectError(`service ${service} is unavailable`, Code.Unavailable);
   respondError(res, contentType, error);
 }
 

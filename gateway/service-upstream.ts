@@ -65,7 +65,7 @@ export function createServiceUpstream(
       }
     }
     for (const url of next) {
-      if (!instances.has(url)) instances.set(url, createUpstream(url, options));
+      if (!instances.has(url)) instances.set(url, createUpstream(service, url, options));
     }
     resilient.update([...instances.values()]);
   }

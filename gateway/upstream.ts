@@ -49,6 +49,8 @@ export interface StreamCall {
 
 /** One upstream service address with one pooled HTTP/2 session. */
 export interface Upstream {
+  /** The full name of the service it is an instance of. */
+  readonly service: string;
   readonly baseUrl: string;
   /** The live HTTP/2 session, opened (again) when there is none. */
   session(): http2.ClientHttp2Session;
@@ -80,15 +82,32 @@ const ignore = () => {};
 const maxErrorBytes = 64 * 1024;
 
 /**
- * Creates the client of one upstream base URL. Every call is a stream on one shared HTTP/2
+ * Creates the client of one instance of `service` at `baseUrl`. Every call is a stream on one shared HTTP/2
  * session, so the hop costs no connection set-up and no per-call client objects.
  */
-export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstream {
+export function createUpstream(
+  service: string,
+  baseUrl: string,
+  options: UpstreamOptions,
+): Upstream {
   const { log } = options;
   const { host: authority, protocol } = new URL(baseUrl);
   const scheme = protocol.slice(0, -1);
   let current: http2.ClientHttp2Session | undefined;
   let closed = false;
+
+  // The client learns which service is unavailable, never where it runs: the address and the
+  // cause go to the log.
+  function unavailable(cause: unknown): ConnectError {
+    log.warn({ service, upstream: baseUrl, err: cause }, "upstream call failed");
+    return new ConnectError(
+      `service ${service} is unavailable`,
+      Code.Unavailable,
+      undefined,
+      [],
+      cause,
+    );
+  }
 
   function session(): http2.ClientHttp2Session {
     if (current !== undefined && !current.closed && !current.destroyed) return current;
@@ -149,7 +168,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
       try {
         stream = open(path, call, "application/proto", body.byteLength);
       } catch (err) {
-        reject(unanswered(unavailable(baseUrl, err)));
+        reject(unanswered(unavailable(err)));
         return;
       }
       let settled = false;
@@ -206,13 +225,13 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           }
           // Ended without response headers: the connection went away before any answer.
           if (status === 0) {
-            reject(unanswered(unavailable(baseUrl, "stream ended without a response")));
+            reject(unanswered(unavailable("stream ended without a response")));
             return;
           }
           reject(errorOf(status, headers, bytes));
         });
       const onError = (err: Error) => {
-        const error = unavailable(baseUrl, err);
+        const error = unavailable(err);
         settle(() => reject(status === 0 ? unanswered(error) : error));
       };
       stream.on("response", onResponse);
@@ -229,7 +248,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     try {
       stream = open(path, call, "application/connect+proto");
     } catch (err) {
-      failure = unanswered(unavailable(baseUrl, err));
+      failure = unanswered(unavailable(err));
     }
     const fail = (err: ConnectError) => {
       if (failure !== undefined) return;
@@ -246,11 +265,11 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
         return;
       }
       live.once("response", resolve);
-      live.once("close", () => reject(failure ?? unavailable(baseUrl, "stream closed")));
+      live.once("close", () => reject(failure ?? unavailable("stream closed")));
     });
     // Observed by `responses` and `send`; a caller that reads neither must not see a rejection.
     headers.catch(() => {});
-    live?.on("error", (err) => fail(unavailable(baseUrl, err)));
+    live?.on("error", (err) => fail(unavailable(err)));
 
     async function* responses(): AsyncGenerator<Uint8Array> {
       if (live === undefined) throw failure;
@@ -280,7 +299,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           fail(err);
           throw err;
         }
-        fail(unavailable(baseUrl, err));
+        fail(unavailable(err));
         throw failure;
       }
       throw (
@@ -293,7 +312,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
         if (live === undefined || failure !== undefined) throw failure;
         if (!live.write(encodeEnvelope(0, message))) await drainedOrClosed(live);
         if (failure !== undefined) throw failure;
-        if (live.closed) throw unavailable(baseUrl, "stream closed");
+        if (live.closed) throw unavailable("stream closed");
       },
       end() {
         if (live !== undefined && failure === undefined) live.end();
@@ -305,6 +324,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
   }
 
   return {
+    service,
     baseUrl,
     session,
     unary,
@@ -472,15 +492,4 @@ function unanswered(err: ConnectError): ConnectError {
 /** True for the failure of a call that got no response headers from the upstream. */
 export function wasUnanswered(err: unknown): boolean {
   return err instanceof ConnectError && unansweredCalls.has(err);
-}
-
-function unavailable(baseUrl: string, cause: unknown): ConnectError {
-  // The client sees only that the service is unavailable; the cause goes to the log.
-  return new ConnectError(
-    `upstream ${baseUrl} is unavailable`,
-    Code.Unavailable,
-    undefined,
-    [],
-    cause,
-  );
 }

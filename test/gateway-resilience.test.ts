@@ -82,6 +82,30 @@ describe("several instances behind the gateway", () => {
     await Promise.all([a.stop(), gw.stop()]);
   });
 
+  it("names the unavailable service, never an instance's address, over REST and Connect", async () => {
+    const library = await startProcess("gateway/testdata/library-server.js");
+    const gw = await startProcess("gateway/testdata/library-gateway.js", {
+      env: { LIBRARY_SERVICE_URL: library.url },
+    });
+    await library.stop("SIGKILL");
+    const rest = await fetch(`${gw.url}/v1/shelves/s1`);
+    const native = await fetch(`${gw.url}/${service}/GetShelf`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ shelfId: "s1" }),
+    });
+    for (const res of [rest, native]) {
+      expect(res.status).toBe(503);
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({ message: `service ${service} is unavailable` });
+      expect(text).not.toContain("127.0.0.1");
+      expect(text).not.toContain(String(library.port));
+    }
+    // The operator finds the address in the log.
+    expect(gw.logs.some((l) => l.upstream === library.url)).toBe(true);
+    await gw.stop();
+  });
+
   it("opens the breaker when every instance is down, fails fast with 503, and closes once they are back", async () => {
     const { a, b, gw } = await startPair({ UPSTREAM_BREAKER_RESET_MS: "2000" });
     const ports = [a.port, b.port];

@@ -70,7 +70,8 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
   const transportOf = (url: string): Transport => {
     const transport = transports.get(url);
     if (transport === undefined) {
-      throw new ConnectError(`instance ${url} of ${service} is gone`, Code.Unavailable);
+      // Callers pass the message on to their own clients: it names no address.
+      throw new ConnectError(`an instance of ${service} left the registry`, Code.Unavailable);
     }
     return transport;
   };
