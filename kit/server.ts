@@ -12,6 +12,7 @@ import type { DualHandler } from "./listener.ts";
 import type { Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { type NodeRequest, type NodeResponse, pathOf } from "./node-http.ts";
+import { createNulCheckInterceptor } from "./nul-check-interceptor.ts";
 import { createObserveInterceptor } from "./observe-interceptor.ts";
 import { registerReflection } from "./reflection.ts";
 import { advertiseHost } from "./registry/config.ts";
@@ -91,7 +92,12 @@ export function createServer(options: ServerOptions): Server {
   const registry = options.registry ?? openRegistry(config, log);
 
   const baseInterceptors = [createObserveInterceptor(log, metrics), createErrorInterceptor(log)];
-  const serviceInterceptors = [...baseInterceptors, ...(options.interceptors ?? [])];
+  // Innermost, so that a caller the service's own interceptors refuse learns nothing more.
+  const serviceInterceptors = [
+    ...baseInterceptors,
+    ...(options.interceptors ?? []),
+    createNulCheckInterceptor(),
+  ];
   const connectHandler = connectNodeAdapter({
     routes(router) {
       for (const binding of options.services) {

@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemberRole, TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
-import { createEmptyDatabase, dropDatabase } from "./support/database.ts";
+import { createProcessDatabases } from "./support/database.ts";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
 import { parseCsv } from "./support/task-service.ts";
 
@@ -25,20 +25,12 @@ const userIds: Record<"owner" | "viewer" | "stranger", string> = {
   stranger: "",
 };
 
-// Each service its own database on the real PostgreSQL server when TEST_DATABASE_URL is set,
-// else PGlite in the process's own DATA_DIR.
-const databases: string[] = [];
-const databaseEnv = async (): Promise<Record<string, string>> => {
-  const url = await createEmptyDatabase();
-  if (url === undefined) return {};
-  databases.push(url);
-  return { DATABASE_URL: url };
-};
+const databases = createProcessDatabases();
 
 beforeAll(async () => {
-  const user = await startProcess("services/user/main.js", { env: await databaseEnv() });
+  const user = await startProcess("services/user/main.js", { env: await databases.env() });
   task = await startProcess("services/task/main.js", {
-    env: { USER_SERVICE_URL: user.url, ...(await databaseEnv()) },
+    env: { USER_SERVICE_URL: user.url, ...(await databases.env()) },
   });
   gateway = await startProcess("gateway/main.js", {
     env: { USER_SERVICE_URL: user.url, TASK_SERVICE_URL: task.url },
@@ -58,7 +50,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await killAllProcesses();
-  await Promise.all(databases.map(dropDatabase));
+  await databases.dropAll();
 });
 
 interface RestResult {

@@ -52,6 +52,33 @@ export async function dropDatabase(url: string): Promise<void> {
   if (testDatabaseUrl) await dropDatabaseOn(testDatabaseUrl, url);
 }
 
+/** The databases of a test file's service processes. */
+export interface ProcessDatabases {
+  /**
+   * The environment of one more service process: its own empty database on the real server
+   * (DATABASE_URL) when there is one, else nothing (PGlite in the process's own DATA_DIR).
+   */
+  env(): Promise<Record<string, string>>;
+  /** Drops every database `env` made. */
+  dropAll(): Promise<void>;
+}
+
+/** Creates the databases of a test file's service processes, as they are started. */
+export function createProcessDatabases(): ProcessDatabases {
+  const urls: string[] = [];
+  return {
+    async env() {
+      const url = await createEmptyDatabase();
+      if (url === undefined) return {};
+      urls.push(url);
+      return { DATABASE_URL: url };
+    },
+    async dropAll() {
+      await Promise.all(urls.splice(0).map(dropDatabase));
+    },
+  };
+}
+
 /** Opens a fresh, migrated database: on the real server if configured, else PGlite in memory. */
 export async function openTestDatabase(
   options: Omit<DatabaseOptions, "service" | "url" | "dataDir">,
