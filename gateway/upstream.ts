@@ -7,6 +7,7 @@ import {
   endStreamFromJson,
   errorFromJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
+import { markUnanswered } from "../kit/balance/retryable.ts";
 import type { Log } from "../kit/log.ts";
 import { drainedOrClosed } from "../kit/node-http.ts";
 
@@ -149,7 +150,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
       try {
         stream = open(path, call, "application/proto", body.byteLength);
       } catch (err) {
-        reject(unanswered(unavailable(baseUrl, err)));
+        reject(markUnanswered(unavailable(baseUrl, err)));
         return;
       }
       let settled = false;
@@ -206,14 +207,14 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
           }
           // Ended without response headers: the connection went away before any answer.
           if (status === 0) {
-            reject(unanswered(unavailable(baseUrl, "stream ended without a response")));
+            reject(markUnanswered(unavailable(baseUrl, "stream ended without a response")));
             return;
           }
           reject(errorOf(status, headers, bytes));
         });
       const onError = (err: Error) => {
         const error = unavailable(baseUrl, err);
-        settle(() => reject(status === 0 ? unanswered(error) : error));
+        settle(() => reject(status === 0 ? markUnanswered(error) : error));
       };
       stream.on("response", onResponse);
       stream.on("data", onData);
@@ -229,7 +230,7 @@ export function createUpstream(baseUrl: string, options: UpstreamOptions): Upstr
     try {
       stream = open(path, call, "application/connect+proto");
     } catch (err) {
-      failure = unanswered(unavailable(baseUrl, err));
+      failure = markUnanswered(unavailable(baseUrl, err));
     }
     const fail = (err: ConnectError) => {
       if (failure !== undefined) return;
@@ -458,20 +459,6 @@ function metadataOf(headers: http2.IncomingHttpHeaders): Headers {
     for (const v of Array.isArray(value) ? value : [value]) out.append(name, String(v));
   }
   return out;
-}
-
-// Failures of calls that the upstream never answered: nothing of them reached a handler that
-// answered, so an idempotent call may go to another instance.
-const unansweredCalls = new WeakSet<ConnectError>();
-
-function unanswered(err: ConnectError): ConnectError {
-  unansweredCalls.add(err);
-  return err;
-}
-
-/** True for the failure of a call that got no response headers from the upstream. */
-export function wasUnanswered(err: unknown): boolean {
-  return err instanceof ConnectError && unansweredCalls.has(err);
 }
 
 function unavailable(baseUrl: string, cause: unknown): ConnectError {
