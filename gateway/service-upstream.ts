@@ -10,7 +10,6 @@ import {
   type UnaryResult,
   type Upstream,
   type UpstreamOptions,
-  wasUnanswered,
 } from "./upstream.ts";
 
 /** Options of createServiceUpstream. */
@@ -54,7 +53,6 @@ export function createServiceUpstream(
     log: options.log,
     ...(options.events === undefined ? {} : { events: options.events }),
     nameOf: (upstream) => upstream.baseUrl,
-    unanswered: wasUnanswered,
   });
 
   function update(next: readonly string[]): void {

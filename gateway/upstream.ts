@@ -7,6 +7,7 @@ import {
   endStreamFromJson,
   errorFromJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
+import { markUnanswered } from "../kit/balance/retryable.ts";
 import type { Log } from "../kit/log.ts";
 import { drainedOrClosed } from "../kit/node-http.ts";
 
@@ -168,7 +169,7 @@ export function createUpstream(
       try {
         stream = open(path, call, "application/proto", body.byteLength);
       } catch (err) {
-        reject(unanswered(unavailable(err)));
+        reject(markUnanswered(unavailable(err)));
         return;
       }
       let settled = false;
@@ -225,14 +226,14 @@ export function createUpstream(
           }
           // Ended without response headers: the connection went away before any answer.
           if (status === 0) {
-            reject(unanswered(unavailable("stream ended without a response")));
+            reject(markUnanswered(unavailable("stream ended without a response")));
             return;
           }
           reject(errorOf(status, headers, bytes));
         });
       const onError = (err: Error) => {
         const error = unavailable(err);
-        settle(() => reject(status === 0 ? unanswered(error) : error));
+        settle(() => reject(status === 0 ? markUnanswered(error) : error));
       };
       stream.on("response", onResponse);
       stream.on("data", onData);
@@ -248,7 +249,7 @@ export function createUpstream(
     try {
       stream = open(path, call, "application/connect+proto");
     } catch (err) {
-      failure = unanswered(unavailable(err));
+      failure = markUnanswered(unavailable(err));
     }
     const fail = (err: ConnectError) => {
       if (failure !== undefined) return;
@@ -478,18 +479,4 @@ function metadataOf(headers: http2.IncomingHttpHeaders): Headers {
     for (const v of Array.isArray(value) ? value : [value]) out.append(name, String(v));
   }
   return out;
-}
-
-// Failures of calls that the upstream never answered: nothing of them reached a handler that
-// answered, so an idempotent call may go to another instance.
-const unansweredCalls = new WeakSet<ConnectError>();
-
-function unanswered(err: ConnectError): ConnectError {
-  unansweredCalls.add(err);
-  return err;
-}
-
-/** True for the failure of a call that got no response headers from the upstream. */
-export function wasUnanswered(err: unknown): boolean {
-  return err instanceof ConnectError && unansweredCalls.has(err);
 }

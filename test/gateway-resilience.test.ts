@@ -3,6 +3,7 @@
 // not idempotent, and the circuit breaker failing fast while every instance is down.
 import { describe, expect, it } from "vitest";
 import { type StartedProcess, startProcess } from "./support/process.ts";
+import { startResettingServer } from "./support/resetting-server.ts";
 
 const service = "protomesh.gatewaytest.v1.LibraryService";
 
@@ -64,6 +65,31 @@ describe("several instances behind the gateway", () => {
     expect(await metric(gw, "gateway_upstream_ejections_total")).toBeGreaterThanOrEqual(1);
     expect(await metric(gw, "gateway_upstream_retries_total")).toBeGreaterThanOrEqual(1);
     await Promise.all([a.stop(), gw.stop()]);
+  });
+
+  it("retries a read that an instance cut off before answering, and never a write", async () => {
+    const a = await startProcess("gateway/testdata/library-server.js");
+    const cut = await startResettingServer();
+    const gw = await startProcess("gateway/testdata/library-gateway.js", {
+      env: { LIBRARY_SERVICE_URL: `${a.url},${cut.url}`, RATE_LIMITS: "default=off" },
+    });
+    const archive = (name: string) =>
+      fetch(`${gw.url}/v1/books/${name}:archive`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ reason: "old" }),
+      });
+    const writes: number[] = [];
+    for (let i = 0; i < 40 && cut.requests() === 0; i++)
+      writes.push((await archive(`b${i}`)).status);
+    expect(cut.requests()).toBe(1);
+    expect(writes.filter((s) => s !== 200)).toEqual([503]);
+
+    const reads: number[] = [];
+    for (let i = 0; i < 40; i++) reads.push((await fetch(`${gw.url}/v1/shelves/s${i}`)).status);
+    expect(cut.requests()).toBeGreaterThan(1);
+    expect(reads.filter((s) => s !== 200)).toEqual([]);
+    await Promise.all([a.stop(), gw.stop(), cut.close()]);
   });
 
   it("never retries a call that is not idempotent", async () => {

@@ -4,6 +4,7 @@ import type { Log } from "../log.ts";
 import { type Balancer, createBalancer, type Lease } from "./balancer.ts";
 import type { ResiliencePolicy } from "./policy.ts";
 import { createRetryBudget } from "./retry-budget.ts";
+import { mayRetry, type RetryableCall, wasUnanswered } from "./retryable.ts";
 
 /** What the resilience of a service reports, for metrics. */
 export interface ResilienceEvents {
@@ -20,8 +21,6 @@ export interface ResilientOptions<E> {
   readonly events?: ResilienceEvents;
   /** How an endpoint is named in logs and metrics. */
   readonly nameOf: (endpoint: E) => string;
-  /** True for the failure of a call no endpoint answered: only such a call may go again. */
-  readonly unanswered: (err: unknown) => boolean;
 }
 
 /** One call's hold on an endpoint, for calls made outside `call` (streams, pass-through). */
@@ -42,15 +41,11 @@ export interface Resilient<E> {
   update(endpoints: readonly E[]): void;
   /**
    * Runs a call: `attempt` gets an endpoint and the time left; failures go again on another
-   * endpoint when `idempotent` and unanswered. Fails fast with Unavailable while the breaker is
-   * open or when no endpoint is left.
+   * endpoint when the retry rule allows (kit/balance/retryable.ts). Fails fast with Unavailable
+   * while the breaker is open or when no endpoint is left.
    */
   call<T>(
-    options: {
-      readonly idempotent: boolean;
-      readonly timeoutMs: number;
-      readonly signal?: AbortSignal;
-    },
+    options: RetryableCall & { readonly timeoutMs: number },
     attempt: (endpoint: E, timeoutMs: number) => Promise<T>,
   ): Promise<T>;
   /** Takes an endpoint for a call the caller makes itself; throws Unavailable like `call`. */
@@ -59,7 +54,8 @@ export interface Resilient<E> {
 }
 
 // Codes that say the service (or the way to it) failed, not the request: they count against
-// the breaker and the endpoint. Client errors never do.
+// the breaker and the endpoint, as does a call the endpoint dropped unanswered whatever its
+// code. Client errors never do.
 const serverFailures = new Set([
   Code.Unavailable,
   Code.DeadlineExceeded,
@@ -69,12 +65,12 @@ const serverFailures = new Set([
 
 /** True when a call's failure is the service's, not the caller's. */
 export function isServerFailure(err: unknown): boolean {
-  return serverFailures.has(ConnectError.from(err).code);
+  return wasUnanswered(err) || serverFailures.has(ConnectError.from(err).code);
 }
 
 /** Creates the resilience of one service's endpoints. */
 export function createResilient<E>(service: string, options: ResilientOptions<E>): Resilient<E> {
-  const { policy, log, events, nameOf, unanswered } = options;
+  const { policy, log, events, nameOf } = options;
   const balancer: Balancer<E> = createBalancer<E>({
     ejection: policy.ejection,
     events: {
@@ -147,8 +143,7 @@ export function createResilient<E>(service: string, options: ResilientOptions<E>
           return result;
         } catch (err) {
           held.release(outcomeOf(err));
-          // Only a call no endpoint answered may go again, and only if repeating it is safe.
-          if (!call.idempotent || !unanswered(err) || call.signal?.aborted) throw err;
+          if (!mayRetry(err, call)) throw err;
           if (n + 1 >= policy.maxAttempts) throw err;
           const backoff = Math.random() * Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** n);
           if (performance.now() + backoff >= deadline) throw err;

@@ -1,10 +1,18 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { type UniversalClientFn, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
+import { createTransport } from "@connectrpc/connect/protocol-connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  createNodeHttpClient,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
 import { isIdempotent } from "../call-policy.ts";
 import type { Log } from "../log.ts";
 import type { Registry, Watcher } from "../registry/registry.ts";
 import type { ResiliencePolicy } from "./policy.ts";
 import { createResilient, type ResilienceEvents } from "./resilient.ts";
+import { markUnanswered } from "./retryable.ts";
 
 /** Options of createBalancedTransport. */
 export interface BalancedTransportOptions {
@@ -24,21 +32,29 @@ export interface BalancedTransport extends Transport {
   close(): void;
 }
 
-// Errors of connections that carried no answer: the call never reached a handler that answered.
-const connectionFailures = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EPIPE",
-  "ERR_HTTP2_GOAWAY_SESSION",
-  "ERR_HTTP2_STREAM_CANCEL",
-]);
-
-function isUnanswered(err: unknown): boolean {
-  if (!(err instanceof ConnectError) || err.code !== Code.Unavailable) return false;
-  const cause = err.cause as { code?: string } | undefined;
-  return cause?.code !== undefined && connectionFailures.has(cause.code);
+/**
+ * The Connect transport (binary, HTTP/2) of one instance, with its HTTP/2 client wrapped: the
+ * client's promise settles with the response headers, so a rejection the call's own signal did
+ * not cause is a call the instance never answered, however Node and Connect name it (a reset as
+ * Aborted, a lost session as Canceled, a refused connection as Unavailable).
+ */
+function instanceTransport(baseUrl: string): Transport {
+  const session = new Http2SessionManager(baseUrl);
+  const client = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => session });
+  const httpClient: UniversalClientFn = (request) =>
+    client(request).catch((err: unknown) => {
+      const error = ConnectError.from(err);
+      throw request.signal?.aborted === true ? error : markUnanswered(error);
+    });
+  return createTransport({
+    baseUrl,
+    httpClient,
+    useBinaryFormat: true,
+    interceptors: [],
+    acceptCompression: [compressionGzip, compressionBrotli],
+    sendCompression: null,
+    ...validateReadWriteMaxBytes(undefined, undefined, undefined),
+  });
 }
 
 /**
@@ -55,14 +71,13 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
     log: options.log,
     ...(options.events === undefined ? {} : { events: options.events }),
     nameOf: (url) => url,
-    unanswered: isUnanswered,
   });
   const watcher: Watcher = registry.watch(service, (instances) => {
     const urls = instances.map((instance) => instance.address);
     for (const url of transports.keys()) if (!urls.includes(url)) transports.delete(url);
     for (const url of urls) {
       if (!transports.has(url)) {
-        transports.set(url, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+        transports.set(url, instanceTransport(url));
       }
     }
     resilient.update(urls);
