@@ -205,13 +205,28 @@ export function createAccountRpcs({
       if (req.role !== Role.MEMBER && req.role !== Role.ADMIN) {
         throw new ConnectError("role must be ROLE_MEMBER or ROLE_ADMIN", Code.InvalidArgument);
       }
-      const em = db.fork();
-      const user = await em.findOne(User, { id: parseUuid(req.id, "id") });
-      if (!user) throw notFound(req.id);
-      user.role = req.role === Role.ADMIN ? "admin" : "member";
-      user.updatedAt = new Date();
-      await em.flush();
-      return userToProto(user);
+      const id = parseUuid(req.id, "id");
+      const role = req.role === Role.ADMIN ? "admin" : "member";
+      return db.fork().transactional(async (em) => {
+        // The admins' rows stay locked until the change commits: two admins demoting each
+        // other at once cannot both succeed and leave nobody to administer the accounts.
+        const admins = await em.find(
+          User,
+          { role: "admin" },
+          { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: "asc" } },
+        );
+        const user = await em.findOne(User, { id });
+        if (!user) throw notFound(req.id);
+        if (user.role === "admin" && role !== "admin" && admins.length <= 1) {
+          throw new ConnectError(
+            "the last admin cannot be demoted; make another account admin first",
+            Code.FailedPrecondition,
+          );
+        }
+        user.role = role;
+        user.updatedAt = new Date();
+        return userToProto(user);
+      });
     },
 
     async getJwks() {

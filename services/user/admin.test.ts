@@ -150,7 +150,7 @@ describe("roles", () => {
       bearer(adminToken),
     );
     expect(promoted).toMatchObject({ id: target.id, role: Role.ADMIN });
-    // Tokens issued before the change keep the old roles (the contract says so).
+    // Tokens issued before the promotion do not carry it (the contract says so).
     await expectCode(
       svc.connect.listUsers({}, bearer(otherMemberToken)),
       Code.PermissionDenied,
@@ -169,6 +169,42 @@ describe("roles", () => {
     await svc.connect.setUserRole({ id: target.id, role: Role.MEMBER }, bearer(adminToken));
     const demoted = await svc.connect.login({ email: target.email, password: testPassword });
     expect(jwtPart(demoted.accessToken, 1).roles).toEqual(["member"]);
+  });
+
+  it("follow the account, not the token: a demoted admin's token no longer opens the admin RPCs", async () => {
+    const target = member(4);
+    await svc.connect.setUserRole({ id: target.id, role: Role.ADMIN }, bearer(adminToken));
+    const asAdmin = await svc.connect.login({ email: target.email, password: testPassword });
+    expect(jwtPart(asAdmin.accessToken, 1).roles).toEqual(["member", "admin"]);
+    await svc.connect.listUsers({}, bearer(asAdmin.accessToken));
+    await svc.connect.setUserRole({ id: target.id, role: Role.MEMBER }, bearer(adminToken));
+
+    // The token still says admin, and is still within its lifetime.
+    const noLonger = /requires role admin, which this account no longer has/;
+    await expectCode(
+      svc.connect.listUsers({}, bearer(asAdmin.accessToken)),
+      Code.PermissionDenied,
+      noLonger,
+    );
+    // Nor can it undo its demotion.
+    await expectCode(
+      svc.grpc.setUserRole({ id: target.id, role: Role.ADMIN }, bearer(asAdmin.accessToken)),
+      Code.PermissionDenied,
+      noLonger,
+    );
+    expect((await svc.connect.getUser({ id: target.id }, bearer(adminToken))).role).toBe(
+      Role.MEMBER,
+    );
+  });
+
+  it("keep the last admin: it cannot demote itself, and stays admin", async () => {
+    await expectCode(
+      svc.connect.setUserRole({ id: admin.id, role: Role.MEMBER }, bearer(adminToken)),
+      Code.FailedPrecondition,
+      /the last admin cannot be demoted; make another account admin first/,
+    );
+    expect((await svc.connect.getMe({}, bearer(adminToken))).role).toBe(Role.ADMIN);
+    await svc.connect.listUsers({}, bearer(adminToken));
   });
 
   it("refuse a SetUserRole with no role, a malformed id or an unknown one", async () => {

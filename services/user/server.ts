@@ -12,6 +12,7 @@ import type { Runnable } from "../../kit/run-process.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
 import { createAccountRpcs } from "./accounts.ts";
 import type { UserConfig } from "./config.ts";
+import { createCurrentRoleInterceptor } from "./current-role.ts";
 import { userEntities } from "./entities.ts";
 import { loadSigningKeys } from "./keys.ts";
 import { userMigrations } from "./migrations.ts";
@@ -72,7 +73,7 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
         ...createSessionRpcs({ db, keys, config, log }),
       }),
     ],
-    interceptors: [createAuthInterceptor({ verifier, log })],
+    interceptors: [createAuthInterceptor({ verifier, log }), createCurrentRoleInterceptor(db)],
   });
   return {
     server,

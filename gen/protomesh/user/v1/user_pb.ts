@@ -915,7 +915,9 @@ export const UserService: GenService<{
   },
   /**
    * Sets the role of an account and returns the updated account. The new role
-   * is carried by access tokens issued after the change. Admins only.
+   * is carried by access tokens issued after the change, but the admin RPCs
+   * check the caller's current role: a demoted admin loses them at once. The
+   * last admin cannot be demoted (FailedPrecondition). Admins only.
    *
    * @generated from rpc protomesh.user.v1.UserService.SetUserRole
    */
