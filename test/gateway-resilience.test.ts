@@ -1,11 +1,14 @@
 // The gateway in front of several instances of a service, between real processes: balancing,
 // retries of idempotent calls on another instance, outlier ejection, no retry of calls that are
 // not idempotent, and the circuit breaker failing fast while every instance is down.
-import { describe, expect, it } from "vitest";
-import { type StartedProcess, startProcess } from "./support/process.ts";
+import { afterAll, describe, expect, it } from "vitest";
+import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
 import { startResettingServer } from "./support/resetting-server.ts";
 
 const service = "protomesh.gatewaytest.v1.LibraryService";
+
+// A failed test leaves its processes running; none outlives the file.
+afterAll(killAllProcesses);
 
 async function startPair(
   env: Record<string, string> = {},
