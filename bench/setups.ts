@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import { nodeBinary, repoRoot } from "../test/support/process.ts";
+import { nodeBinary, repoRoot } from "../test/support/repo.ts";
 import { startNginx } from "./nginx.ts";
 import { type PinnedProcess, startPinned } from "./processes.ts";
 import { fetchOnce, type LoadRequest } from "./wrk.ts";

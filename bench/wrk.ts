@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { repoRoot } from "../test/support/process.ts";
+import { repoRoot } from "../test/support/repo.ts";
 
 /** The request a setup is loaded with: wrk sends it over and over, fetch once to check it. */
 export interface LoadRequest {

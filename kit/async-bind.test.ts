@@ -1,8 +1,8 @@
 import { execFileSync } from "node:child_process";
-import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { nodeBinary, repoRoot } from "../test/support/process.ts";
+import { distEntry } from "../test/support/process.ts";
+import { nodeBinary } from "../test/support/repo.ts";
 
 // Run in a process of its own: the change is to a class of Node.js itself, and measuring what
 // survives a young-generation collection needs --expose-gc.
@@ -10,7 +10,7 @@ const probe = `
 import v8 from "node:v8";
 import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 const { useLeanAsyncBind } = await import(${JSON.stringify(
-  pathToFileURL(join(repoRoot, "dist/kit/async-bind.js")).href,
+  pathToFileURL(distEntry("kit/async-bind.js")).href,
 )});
 useLeanAsyncBind();
 const storage = new AsyncLocalStorage();

@@ -4,7 +4,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { Registry } from "prom-client";
@@ -17,12 +16,13 @@ import { createRedisTransport } from "../kit/jobs/redis-transport.ts";
 import { createLogger } from "../kit/log.ts";
 import { createEmptyDatabase, dropDatabase, testDatabaseUrl } from "./support/database.ts";
 import { effectMigrations } from "./support/job-schema.ts";
-import { type LogLine, nodeBinary, readLogLines, repoRoot } from "./support/process.ts";
+import { distEntry, type LogLine, readLogLines } from "./support/process.ts";
 import { deleteRedisKeys, testRedisUrl } from "./support/redis.ts";
+import { nodeBinary, repoRoot } from "./support/repo.ts";
 
 const databaseUrl = testDatabaseUrl;
 const redisUrl = testRedisUrl;
-const fixture = join(repoRoot, "dist", "test", "fixtures", "job-consumer.js");
+const fixture = distEntry("test/fixtures/job-consumer.js");
 const group = "effects";
 
 const log = createLogger({

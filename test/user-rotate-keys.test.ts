@@ -5,10 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { nodeBinary, repoRoot } from "./support/process.ts";
+import { distEntry } from "./support/process.ts";
+import { nodeBinary } from "./support/repo.ts";
 
 const run = promisify(execFile);
-const command = join(repoRoot, "dist", "services", "user", "rotate-keys.js");
+const command = distEntry("services/user/rotate-keys.js");
 
 describe("user:rotate-keys", () => {
   it("adds a new signing key each time it runs, naming it", async () => {

@@ -8,7 +8,7 @@ import {
   type ConsulApiDouble,
   startConsulApiDouble,
 } from "../../test/support/consul-api-double.ts";
-import { killAllProcesses, repoRoot, startProcess } from "../../test/support/process.ts";
+import { killAllProcesses, startProcess } from "../../test/support/process.ts";
 import {
   describeConsulContract,
   follow,
@@ -17,6 +17,7 @@ import {
   silentLog,
   startProbe,
 } from "../../test/support/registry-contract.ts";
+import { repoRoot } from "../../test/support/repo.ts";
 import { delay } from "../../test/support/settle.ts";
 import { type ConsulRegistryOptions, consulServiceName, createConsulRegistry } from "./consul.ts";
 import type { Registry } from "./registry.ts";

@@ -1,11 +1,9 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-
-/** The repository root: the nearest directory above this file with a package.json. */
-export const repoRoot: string = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+import { join } from "node:path";
+import { inject } from "vitest";
+import { nodeBinary, repoRoot } from "./repo.ts";
 
 /** One JSON log line a process wrote on stdout (pino format: msg, level, fields). */
 export type LogLine = Record<string, unknown> & { readonly msg?: string };
@@ -44,11 +42,17 @@ process.once("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
 
-/** The Node binary to run entries with: this one if it is Node 24+, else the repository's. */
-export function nodeBinary(): string {
-  const major = Number(process.versions.node.split(".")[0]);
-  if (major >= 24) return process.execPath;
-  return join(repoRoot, "node_modules", ".bin", "node");
+/**
+ * The compiled file of `entry` (a path relative to dist/), which the end-to-end project's global
+ * setup compiled from the checkout at the start of this run.
+ */
+export function distEntry(entry: string): string {
+  if (inject("distBuiltAt") === undefined) {
+    throw new Error(
+      `${entry}: this test starts compiled code, so it belongs to the e2e project of vitest.config.ts, whose global setup compiles dist/`,
+    );
+  }
+  return join(repoRoot, "dist", entry);
 }
 
 /** Starts `node dist/<entry>` on PORT=0, resolving at its "listening" line (else its output). */
@@ -56,10 +60,7 @@ export async function startProcess(
   entry: string,
   options: StartOptions = {},
 ): Promise<StartedProcess> {
-  const script = join(repoRoot, "dist", entry);
-  if (!existsSync(script)) {
-    throw new Error(`${script} does not exist: run \`npm run build\` before these tests`);
-  }
+  const script = distEntry(entry);
   const child = spawn(nodeBinary(), [script], {
     cwd: repoRoot,
     env: {
@@ -176,16 +177,6 @@ export function runBuf(args: readonly string[], timeoutMs = 60_000): Promise<Com
       },
     );
   });
-}
-
-function findRepoRoot(start: string): string {
-  let dir = start;
-  while (!existsSync(join(dir, "package.json"))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${start}`);
-    dir = parent;
-  }
-  return dir;
 }
 
 /** Parses a child's stdout as JSON log lines (a line that is not JSON becomes `{msg, unparsed}`). */
