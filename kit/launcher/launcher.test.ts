@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { freePort } from "../../test/support/mesh.ts";
 
 // The launcher runs the compiled mesh; `npm test` builds dist/ first.
 const launcher = fileURLToPath(new URL("../../dist/kit/launcher/main.js", import.meta.url));
@@ -14,16 +15,6 @@ const running: ChildProcess[] = [];
 afterEach(() => {
   for (const child of running.splice(0)) child.kill("SIGKILL");
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 async function meshEnv(): Promise<Record<string, string>> {
   return {

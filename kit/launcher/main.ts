@@ -32,7 +32,9 @@ const registry = {
   FILE_SERVICE_URL: urlOf(config.FILE_PORT),
   INFERENCE_SERVICE_URL: urlOf(config.INFERENCE_PORT),
 };
-const env = { ...childEnv, ...registry };
+// Links in mail lead to the gateway this mesh runs, unless PUBLIC_URL names another address.
+const publicUrl = { PUBLIC_URL: process.env.PUBLIC_URL ?? urlOf(config.GATEWAY_PORT) };
+const env = { ...childEnv, ...registry, ...publicUrl };
 const specs: ProcessSpec[] = [
   { name: "user", entry: entry("services/user/main.js"), port: config.USER_PORT, env },
   { name: "task", entry: entry("services/task/main.js"), port: config.TASK_PORT, env },

@@ -95,7 +95,7 @@ describe("with SMTP_URL, the verification mail", () => {
     const token = verificationTokenOf(mail);
     // The example command points at PUBLIC_URL, with the token in its body.
     expect(mail.text).toContain(
-      `curl -X POST https://mesh.example.com/v1/auth/verify-email -d '{"token":"${token}"}'`,
+      `curl -X POST https://mesh.example.com/v1/auth/verify-email -H 'Content-Type: application/json' -d '{"token":"${token}"}'`,
     );
 
     const verified = await viaSmtp.connect.verifyEmail({ token });

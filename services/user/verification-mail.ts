@@ -24,7 +24,7 @@ export function verificationMail(event: UserRegistered, publicUrl: string): Mail
       "",
       "for example:",
       "",
-      `    curl -X POST ${endpoint} -d '{"token":"${event.verificationToken}"}'`,
+      `    curl -X POST ${endpoint} -H 'Content-Type: application/json' -d '{"token":"${event.verificationToken}"}'`,
       "",
       `The token can be used once and expires ${expires}.`,
       "If you did not register, ignore this mail.",
