@@ -1,19 +1,33 @@
 // Sessions through the network: Login's failures (indistinguishable, equally slow, throttled),
 // refresh-token rotation with reuse detection, and Logout. LOGIN_MAX_FAILURES=3 and
-// LOGIN_LOCK_S=1 keep the lockout tests short.
-import { Code } from "@connectrpc/connect";
+// LOGIN_LOCK_S=1 keep the lockout tests short. Then the session RPCs over Connect's in-memory
+// transport with a hand-driven key-reload schedule: Refresh once the reload interval has passed.
+import { randomUUID } from "node:crypto";
+import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { loadConfig } from "../../kit/config.ts";
+import { openTestDatabase } from "../../test/support/database.ts";
+import { handDrivenSchedule } from "../../test/support/hand-driven-schedule.ts";
 import { delay, settle } from "../../test/support/settle.ts";
 import {
   bearer,
   expectCode,
+  jwtPart,
   median,
   registerAndLogin,
   startUserService,
+  testLog,
   testPassword,
   type UserServiceUnderTest,
   uniqueEmail,
 } from "../../test/support/user-service.ts";
+import { userConfigSchema } from "./config.ts";
+import { User, userEntities } from "./entities.ts";
+import { loadSigningKeys, rotateSigningKey } from "./keys.ts";
+import { userMigrations } from "./migrations.ts";
+import { hashPassword } from "./passwords.ts";
+import { createSessionRpcs } from "./sessions.ts";
 
 const maxFailures = 3;
 const lockSeconds = 1;
@@ -249,5 +263,59 @@ describe("Logout", () => {
       Code.InvalidArgument,
       /refresh_token is required/,
     );
+  });
+});
+
+describe("Refresh after the signing keys' reload interval", () => {
+  it("completes with the reloaded key, and the calls after it keep working", async () => {
+    const db = await openTestDatabase({
+      entities: userEntities,
+      migrations: userMigrations,
+      log: testLog,
+    });
+    const schedule = handDrivenSchedule();
+    const keys = await loadSigningKeys(db, { every: schedule.every, log: testLog });
+    try {
+      const email = uniqueEmail("reload");
+      const now = new Date();
+      const em = db.fork();
+      em.create(User, {
+        id: randomUUID(),
+        email,
+        passwordHash: await hashPassword(testPassword),
+        displayName: "Reload Tester",
+        role: "member",
+        emailVerified: true,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await em.flush();
+      const config = loadConfig(userConfigSchema, {});
+      const client = createClient(
+        UserService,
+        createRouterTransport(({ service }) => {
+          service(UserService, createSessionRpcs({ db, keys, config, log: testLog }));
+        }),
+      );
+      const login = await client.login({ email, password: testPassword });
+
+      // A rotation, then the reload interval passes: the next tokens carry the new key.
+      const rotated = await rotateSigningKey(db);
+      await schedule.elapse();
+      const refreshed = await client.refresh({ refreshToken: login.refreshToken });
+      expect(jwtPart(refreshed.accessToken, 0).kid).toBe(rotated);
+
+      const again = await client.login({ email, password: testPassword });
+      const next = await client.refresh({ refreshToken: again.refreshToken });
+      await client.logout({ refreshToken: next.refreshToken });
+      await expectCode(
+        client.refresh({ refreshToken: next.refreshToken }),
+        Code.Unauthenticated,
+        badRefresh,
+      );
+    } finally {
+      keys.close();
+      await db.close();
+    }
   });
 });
