@@ -1,7 +1,8 @@
 // Sessions through the network: Login's failures (indistinguishable, equally slow, throttled),
 // refresh-token rotation with reuse detection, and Logout. LOGIN_MAX_FAILURES=3 and
 // LOGIN_LOCK_S=1 keep the lockout tests short. Then the session RPCs over Connect's in-memory
-// transport with a hand-driven key-reload schedule: Refresh once the reload interval has passed.
+// transport with a hand-driven key-reload schedule: Refresh once the reload interval has passed,
+// and Login of an account whose email is not verified.
 import { randomUUID } from "node:crypto";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -38,6 +39,8 @@ beforeAll(async () => {
   svc = await startUserService({
     LOGIN_MAX_FAILURES: String(maxFailures),
     LOGIN_LOCK_S: String(lockSeconds),
+    // These tests are about sessions, not verification: their accounts log in unverified.
+    LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
   });
 });
 afterAll(async () => {
@@ -266,37 +269,60 @@ describe("Logout", () => {
   });
 });
 
+/**
+ * The session RPCs over Connect's in-memory transport, on their own test database, with the
+ * signing keys' reloads driven by the test; `env` is the user service's configuration.
+ */
+async function inMemorySessions(env: Readonly<Record<string, string>> = {}) {
+  const db = await openTestDatabase({
+    entities: userEntities,
+    migrations: userMigrations,
+    log: testLog,
+  });
+  const schedule = handDrivenSchedule();
+  const keys = await loadSigningKeys(db, { every: schedule.every, log: testLog });
+  const config = loadConfig(userConfigSchema, env);
+  const client = createClient(
+    UserService,
+    createRouterTransport(({ service }) => {
+      service(UserService, createSessionRpcs({ db, keys, config, log: testLog }));
+    }),
+  );
+  /** Adds an account with testPassword, as Register (and VerifyEmail, if verified) leave it. */
+  async function addAccount(label: string, emailVerified: boolean): Promise<string> {
+    const email = uniqueEmail(label);
+    const now = new Date();
+    const em = db.fork();
+    em.create(User, {
+      id: randomUUID(),
+      email,
+      passwordHash: await hashPassword(testPassword),
+      displayName: "In-memory Tester",
+      role: "member",
+      emailVerified,
+      createdAt: now,
+      updatedAt: now,
+    });
+    await em.flush();
+    return email;
+  }
+  return {
+    db,
+    schedule,
+    client,
+    addAccount,
+    async close() {
+      keys.close();
+      await db.close();
+    },
+  };
+}
+
 describe("Refresh after the signing keys' reload interval", () => {
   it("completes with the reloaded key, and the calls after it keep working", async () => {
-    const db = await openTestDatabase({
-      entities: userEntities,
-      migrations: userMigrations,
-      log: testLog,
-    });
-    const schedule = handDrivenSchedule();
-    const keys = await loadSigningKeys(db, { every: schedule.every, log: testLog });
+    const { db, schedule, client, addAccount, close } = await inMemorySessions();
     try {
-      const email = uniqueEmail("reload");
-      const now = new Date();
-      const em = db.fork();
-      em.create(User, {
-        id: randomUUID(),
-        email,
-        passwordHash: await hashPassword(testPassword),
-        displayName: "Reload Tester",
-        role: "member",
-        emailVerified: true,
-        createdAt: now,
-        updatedAt: now,
-      });
-      await em.flush();
-      const config = loadConfig(userConfigSchema, {});
-      const client = createClient(
-        UserService,
-        createRouterTransport(({ service }) => {
-          service(UserService, createSessionRpcs({ db, keys, config, log: testLog }));
-        }),
-      );
+      const email = await addAccount("reload", true);
       const login = await client.login({ email, password: testPassword });
 
       // A rotation, then the reload interval passes: the next tokens carry the new key.
@@ -314,8 +340,53 @@ describe("Refresh after the signing keys' reload interval", () => {
         badRefresh,
       );
     } finally {
-      keys.close();
-      await db.close();
+      await close();
+    }
+  });
+});
+
+describe("Login of an account whose email is not verified", () => {
+  const mustVerify = /^verify your email address first: follow the verification mail/;
+
+  it("is FailedPrecondition with the right password; a wrong one says what it says to anyone", async () => {
+    const { client, addAccount, close } = await inMemorySessions();
+    try {
+      const email = await addAccount("unverified", false);
+      await expectCode(
+        client.login({ email, password: testPassword }),
+        Code.FailedPrecondition,
+        mustVerify,
+      );
+      const wrong = await expectCode(
+        client.login({ email, password: "wrong password" }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+      const unknown = await expectCode(
+        client.login({ email: uniqueEmail("nobody"), password: "wrong password" }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+      expect(wrong.rawMessage).toBe(unknown.rawMessage);
+      const verified = await addAccount("verified", true);
+      expect((await client.login({ email: verified, password: testPassword })).user?.email).toBe(
+        verified,
+      );
+    } finally {
+      await close();
+    }
+  });
+
+  it("succeeds when LOGIN_REQUIRE_VERIFIED_EMAIL is false", async () => {
+    const { client, addAccount, close } = await inMemorySessions({
+      LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+    });
+    try {
+      const email = await addAccount("unverified", false);
+      const login = await client.login({ email, password: testPassword });
+      expect(login.user).toMatchObject({ email, emailVerified: false });
+    } finally {
+      await close();
     }
   });
 });
