@@ -37,6 +37,8 @@ export function startTaskSetups(options: SetupOptions): Promise<BenchProcesses> 
       DATA_DIR: join(options.dir, "user"),
       // The bench logs in once: its token outlives any run.
       ACCESS_TOKEN_TTL_S: String(24 * 3600),
+      // Its account logs in without verifying its email.
+      LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
     });
     const taskDatabase = await postgres.createDatabase();
     const task = await pinned("services/task/main.js", {

@@ -12,7 +12,10 @@ let user: StartedProcess;
 let task: StartedProcess;
 
 beforeAll(async () => {
-  user = await startProcess("services/user/main.js");
+  // The accounts of this suite log in without verifying their email.
+  user = await startProcess("services/user/main.js", {
+    env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false" },
+  });
   task = await startProcess("services/task/main.js", { env: { USER_SERVICE_URL: user.url } });
 });
 afterAll(killAllProcesses);

@@ -28,7 +28,10 @@ const maxBodyBytes = 4096;
 const appOrigin = "https://app.example.com";
 
 beforeAll(async () => {
-  user = await startProcess("services/user/main.js");
+  // The accounts of this suite log in without verifying their email.
+  user = await startProcess("services/user/main.js", {
+    env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false" },
+  });
   task = await startProcess("services/task/main.js", { env: { USER_SERVICE_URL: user.url } });
   gateway = await startProcess("gateway/main.js", {
     env: {

@@ -28,7 +28,10 @@ const userIds: Record<"owner" | "viewer" | "stranger", string> = {
 const databases = createProcessDatabases();
 
 beforeAll(async () => {
-  const user = await startProcess("services/user/main.js", { env: await databases.env() });
+  // The suite's accounts log in without verifying their email.
+  const user = await startProcess("services/user/main.js", {
+    env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false", ...(await databases.env()) },
+  });
   task = await startProcess("services/task/main.js", {
     env: { USER_SERVICE_URL: user.url, ...(await databases.env()) },
   });

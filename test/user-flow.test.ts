@@ -75,6 +75,16 @@ describe.each(Object.keys(protocols) as (keyof typeof protocols)[])(
       expect(registered.code).toBe(0);
       expect(registered.json).toMatchObject({ email, displayName: "Flow", role: "ROLE_MEMBER" });
       expect(registered.json.emailVerified).toBeUndefined();
+      // Before the address is verified, the right password is refused with what to do, and a
+      // wrong one gets the answer anybody gets.
+      const early = await call(protocol, "Login", { email, password: "s3cret-enough" });
+      expect(early.json).toMatchObject({ code: "failed_precondition" });
+      expect(String(early.json.message)).toMatch(/^verify your email address first/);
+      const wrong = await call(protocol, "Login", { email, password: "wrong password" });
+      expect(wrong.json).toMatchObject({
+        code: "unauthenticated",
+        message: "invalid email or password",
+      });
 
       const token = await until(() => tokenFromMail(email));
       const verified = await call(protocol, "VerifyEmail", { token });

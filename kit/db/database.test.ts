@@ -61,3 +61,51 @@ describe(`the database layer on ${testDatabaseUrl ? "PostgreSQL" : "PGlite"}`, (
     expect(performance.now() - started).toBeLessThan(10_000);
   });
 });
+
+describe("PGlite's one connection", () => {
+  const openPglite = () => openDatabase({ service: "test", entities: [], migrations, log });
+
+  it("refuses a second connection asked for inside a transaction, naming the cause", async () => {
+    const db = await openPglite();
+    try {
+      const inside = db.fork().transactional(async (em) => {
+        await em.execute("insert into note (body) values ('kept')");
+        // A fresh fork is not part of the transaction: on PGlite it would wait for ever.
+        await db.fork().execute("select count(*) from note");
+      });
+      await expect(inside).rejects.toThrow(
+        /^PGlite has one connection and this transaction holds it: a query outside the transaction/,
+      );
+      // The refused transaction rolled back, and the database still answers.
+      expect(await db.fork().execute("select body from note")).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("still lets a query from outside the transaction wait its turn", async () => {
+    const db = await openPglite();
+    try {
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let began = () => {};
+      const begun = new Promise<void>((resolve) => {
+        began = resolve;
+      });
+      const writer = db.fork().transactional(async (em) => {
+        await em.execute("insert into note (body) values ('first')");
+        began();
+        await held;
+      });
+      await begun;
+      const reader = db.fork().execute("select body from note");
+      release();
+      await writer;
+      expect(await reader).toEqual([{ body: "first" }]);
+    } finally {
+      await db.close();
+    }
+  });
+});

@@ -1,9 +1,14 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import { vector } from "@electric-sql/pglite/vector";
-import { type MigrationObject, MikroORM, type Options } from "@mikro-orm/core";
+import { type MigrationObject, MikroORM, type Options, TransactionContext } from "@mikro-orm/core";
 import { Migration, Migrator } from "@mikro-orm/migrations";
-import { type EntitySchema, PostgreSqlDriver, type SqlEntityManager } from "@mikro-orm/postgresql";
+import {
+  type EntitySchema,
+  type Knex,
+  PostgreSqlDriver,
+  type SqlEntityManager,
+} from "@mikro-orm/postgresql";
 import { PGliteDriver } from "mikro-orm-pglite";
 import { z } from "zod";
 import { millisSchema } from "../config.ts";
@@ -130,6 +135,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   // Both drivers are PostgreSQL's SQL driver (PGlite's over an in-process connection), so the
   // ORM is typed as PostgreSQL's whichever one runs.
   const orm = (await MikroORM.init(config)) as unknown as MikroORM<PostgreSqlDriver>;
+  if (pglite) refuseSecondConnection(orm);
   try {
     const applied = await orm.getMigrator().up();
     if (applied.length > 0) log.info({ migrations: applied.map((m) => m.name) }, "migrated");
@@ -146,5 +152,32 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       await orm.close();
       await pglite?.close();
     },
+  };
+}
+
+// Why PGlite refuses a connection asked for inside an open transaction.
+const secondConnectionMessage =
+  "PGlite has one connection and this transaction holds it: a query outside the transaction " +
+  "would wait for it forever; run it on the transaction's EntityManager, or before or after it";
+
+/**
+ * Makes a request for a connection from inside an open transaction fail at once on PGlite.
+ * Its pool has one connection, so the request would queue behind the transaction that is
+ * awaiting it: a deadlock that only the pool's acquire timeout (a minute) ends, while every
+ * other query of the process queues behind both. Requests from outside the transaction still
+ * wait their turn as usual.
+ */
+function refuseSecondConnection(orm: MikroORM<PostgreSqlDriver>): void {
+  const client = orm.em.getConnection().getKnex().client as {
+    acquireConnection(): Promise<unknown>;
+  };
+  const acquire = client.acquireConnection.bind(client);
+  const contextName = orm.config.get("contextName");
+  client.acquireConnection = () => {
+    // MikroORM runs a transactional() callback, and everything it starts, in this context.
+    const open = TransactionContext.getEntityManager(contextName)
+      ?.getTransactionContext<Knex.Transaction>()
+      ?.isCompleted();
+    return open === false ? Promise.reject(new Error(secondConnectionMessage)) : acquire();
   };
 }

@@ -34,7 +34,11 @@ let targetRefreshToken = "";
 
 beforeAll(async () => {
   // In another case than the registration below: the comparison ignores case.
-  svc = await startUserService({ ADMIN_EMAIL: "Admin@Example.com" });
+  // Members log in without verifying their email; the admin verifies to become one.
+  svc = await startUserService({
+    ADMIN_EMAIL: "Admin@Example.com",
+    LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+  });
   const register = (email: string, displayName: string) =>
     svc.connect.register({ email, password: testPassword, displayName });
   [adminAtRegistration, ...members] = await Promise.all([

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { serverConfigSchema } from "../../kit/config.ts";
+import { flagSchema, serverConfigSchema } from "../../kit/config.ts";
 import { databaseConfigShape } from "../../kit/db/database.ts";
 import { jobsConfigShape } from "../../kit/jobs/jobs.ts";
 import { mailConfigShape } from "../../kit/mail/mailer.ts";
@@ -20,6 +20,8 @@ export const userConfigSchema = serverConfigSchema(50051).extend({
   VERIFICATION_TOKEN_TTL_S: seconds.default(24 * 3600),
   LOGIN_MAX_FAILURES: z.coerce.number().int().positive().default(5),
   LOGIN_LOCK_S: seconds.default(900),
+  /** Login refuses an account whose email is not verified yet (FailedPrecondition). */
+  LOGIN_REQUIRE_VERIFIED_EMAIL: flagSchema.default(true),
   /** Where users reach the mesh; the verification mail links there. */
   PUBLIC_URL: z.url().default("http://127.0.0.1:8080"),
 });

@@ -1,9 +1,10 @@
 // Signing-key rotation on a test database (PGlite in memory, or a fresh PostgreSQL database):
-// the published set is the current key and the one before it, new tokens use the newest,
-// and tokens signed with a retired key stop verifying.
+// the published set is the current key and the one before it, new tokens use the newest once
+// the scheduled reload has read them, and tokens signed with a retired key stop verifying.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTokenVerifier, InvalidTokenError } from "../../kit/auth/token-verifier.ts";
 import { openTestDatabase, type TestDatabase } from "../../test/support/database.ts";
+import { handDrivenSchedule } from "../../test/support/hand-driven-schedule.ts";
 import { testLog } from "../../test/support/user-service.ts";
 import { userEntities } from "./entities.ts";
 import { loadSigningKeys, rotateSigningKey, type SigningKeys } from "./keys.ts";
@@ -19,14 +20,21 @@ const policy: TokenPolicy = {
 const subject = { userId: crypto.randomUUID(), email: "keys@example.com", roles: ["member"] };
 
 let db: TestDatabase;
-/** Re-reads the table on every call (reloadMs 0), so each rotation shows at once. */
+const schedule = handDrivenSchedule();
 let keys: SigningKeys;
+/** Rotates the signing key, then lets the reload interval pass. */
+async function rotate(): Promise<string> {
+  const kid = await rotateSigningKey(db);
+  await schedule.elapse();
+  return kid;
+}
 
 beforeAll(async () => {
   db = await openTestDatabase({ entities: userEntities, migrations: userMigrations, log: testLog });
-  keys = await loadSigningKeys(db, 0);
+  keys = await loadSigningKeys(db, { every: schedule.every });
 });
 afterAll(async () => {
+  keys?.close();
   await db?.close();
 });
 
@@ -62,6 +70,9 @@ describe("signing keys", () => {
 
   it("after a rotation, publish the new key first and the previous one, and sign with the new", async () => {
     second = await rotateSigningKey(db);
+    // Until the reload interval has passed, the instance signs with the key it loaded.
+    expect((await keys.current()).kid).toBe(first);
+    await schedule.elapse();
     expect(await publishedKids()).toEqual([second, first]);
     expect((await keys.current()).kid).toBe(second);
     const token = await signAccessToken(keys, policy, subject);
@@ -74,7 +85,7 @@ describe("signing keys", () => {
   });
 
   it("after a second rotation, drop the oldest key: its tokens stop verifying", async () => {
-    const third = await rotateSigningKey(db);
+    const third = await rotate();
     expect(await publishedKids()).toEqual([third, second]);
     expect((await keys.current()).kid).toBe(third);
     expect(await keys.getKey(first, "EdDSA")).toBeUndefined();
@@ -82,10 +93,10 @@ describe("signing keys", () => {
   });
 
   it("keep publishing two keys however often they rotate", async () => {
-    const fourth = await rotateSigningKey(db);
+    const fourth = await rotate();
     const [, previous] = await publishedKids();
     expect(await publishedKids()).toEqual([fourth, previous]);
-    const fifth = await rotateSigningKey(db);
+    const fifth = await rotate();
     expect(await publishedKids()).toEqual([fifth, fourth]);
   });
 
@@ -97,9 +108,14 @@ describe("signing keys", () => {
   });
 
   it("are known to every instance as soon as any instance signs with them", async () => {
-    const stale = await loadSigningKeys(db);
-    await rotateSigningKey(db);
-    const token = await signAccessToken(keys, policy, subject);
-    expect(await verdict(token, stale)).toBe("valid");
+    // An instance whose reload interval has not passed yet.
+    const stale = await loadSigningKeys(db, { every: handDrivenSchedule().every });
+    try {
+      await rotate();
+      const token = await signAccessToken(keys, policy, subject);
+      expect(await verdict(token, stale)).toBe("valid");
+    } finally {
+      stale.close();
+    }
   });
 });

@@ -40,7 +40,7 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
     migrations: userMigrations,
     log,
   });
-  const keys = await loadSigningKeys(db);
+  const keys = await loadSigningKeys(db, { log });
   const metrics = createMetrics();
   const jobs = createJobs({
     source: "user",
@@ -86,6 +86,7 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
       await server.close();
       await jobs.stop();
       mailer.close();
+      keys.close();
       await db.close();
     },
   };

@@ -1,19 +1,34 @@
 // Sessions through the network: Login's failures (indistinguishable, equally slow, throttled),
 // refresh-token rotation with reuse detection, and Logout. LOGIN_MAX_FAILURES=3 and
-// LOGIN_LOCK_S=1 keep the lockout tests short.
-import { Code } from "@connectrpc/connect";
+// LOGIN_LOCK_S=1 keep the lockout tests short. Then the session RPCs over Connect's in-memory
+// transport with a hand-driven key-reload schedule: Refresh once the reload interval has passed,
+// and Login of an account whose email is not verified.
+import { randomUUID } from "node:crypto";
+import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { loadConfig } from "../../kit/config.ts";
+import { openTestDatabase } from "../../test/support/database.ts";
+import { handDrivenSchedule } from "../../test/support/hand-driven-schedule.ts";
 import { delay, settle } from "../../test/support/settle.ts";
 import {
   bearer,
   expectCode,
+  jwtPart,
   median,
   registerAndLogin,
   startUserService,
+  testLog,
   testPassword,
   type UserServiceUnderTest,
   uniqueEmail,
 } from "../../test/support/user-service.ts";
+import { userConfigSchema } from "./config.ts";
+import { User, userEntities } from "./entities.ts";
+import { loadSigningKeys, rotateSigningKey } from "./keys.ts";
+import { userMigrations } from "./migrations.ts";
+import { hashPassword } from "./passwords.ts";
+import { createSessionRpcs } from "./sessions.ts";
 
 const maxFailures = 3;
 const lockSeconds = 1;
@@ -24,6 +39,8 @@ beforeAll(async () => {
   svc = await startUserService({
     LOGIN_MAX_FAILURES: String(maxFailures),
     LOGIN_LOCK_S: String(lockSeconds),
+    // These tests are about sessions, not verification: their accounts log in unverified.
+    LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
   });
 });
 afterAll(async () => {
@@ -249,5 +266,127 @@ describe("Logout", () => {
       Code.InvalidArgument,
       /refresh_token is required/,
     );
+  });
+});
+
+/**
+ * The session RPCs over Connect's in-memory transport, on their own test database, with the
+ * signing keys' reloads driven by the test; `env` is the user service's configuration.
+ */
+async function inMemorySessions(env: Readonly<Record<string, string>> = {}) {
+  const db = await openTestDatabase({
+    entities: userEntities,
+    migrations: userMigrations,
+    log: testLog,
+  });
+  const schedule = handDrivenSchedule();
+  const keys = await loadSigningKeys(db, { every: schedule.every, log: testLog });
+  const config = loadConfig(userConfigSchema, env);
+  const client = createClient(
+    UserService,
+    createRouterTransport(({ service }) => {
+      service(UserService, createSessionRpcs({ db, keys, config, log: testLog }));
+    }),
+  );
+  /** Adds an account with testPassword, as Register (and VerifyEmail, if verified) leave it. */
+  async function addAccount(label: string, emailVerified: boolean): Promise<string> {
+    const email = uniqueEmail(label);
+    const now = new Date();
+    const em = db.fork();
+    em.create(User, {
+      id: randomUUID(),
+      email,
+      passwordHash: await hashPassword(testPassword),
+      displayName: "In-memory Tester",
+      role: "member",
+      emailVerified,
+      createdAt: now,
+      updatedAt: now,
+    });
+    await em.flush();
+    return email;
+  }
+  return {
+    db,
+    schedule,
+    client,
+    addAccount,
+    async close() {
+      keys.close();
+      await db.close();
+    },
+  };
+}
+
+describe("Refresh after the signing keys' reload interval", () => {
+  it("completes with the reloaded key, and the calls after it keep working", async () => {
+    const { db, schedule, client, addAccount, close } = await inMemorySessions();
+    try {
+      const email = await addAccount("reload", true);
+      const login = await client.login({ email, password: testPassword });
+
+      // A rotation, then the reload interval passes: the next tokens carry the new key.
+      const rotated = await rotateSigningKey(db);
+      await schedule.elapse();
+      const refreshed = await client.refresh({ refreshToken: login.refreshToken });
+      expect(jwtPart(refreshed.accessToken, 0).kid).toBe(rotated);
+
+      const again = await client.login({ email, password: testPassword });
+      const next = await client.refresh({ refreshToken: again.refreshToken });
+      await client.logout({ refreshToken: next.refreshToken });
+      await expectCode(
+        client.refresh({ refreshToken: next.refreshToken }),
+        Code.Unauthenticated,
+        badRefresh,
+      );
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe("Login of an account whose email is not verified", () => {
+  const mustVerify = /^verify your email address first: follow the verification mail/;
+
+  it("is FailedPrecondition with the right password; a wrong one says what it says to anyone", async () => {
+    const { client, addAccount, close } = await inMemorySessions();
+    try {
+      const email = await addAccount("unverified", false);
+      await expectCode(
+        client.login({ email, password: testPassword }),
+        Code.FailedPrecondition,
+        mustVerify,
+      );
+      const wrong = await expectCode(
+        client.login({ email, password: "wrong password" }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+      const unknown = await expectCode(
+        client.login({ email: uniqueEmail("nobody"), password: "wrong password" }),
+        Code.Unauthenticated,
+        wrongCredentials,
+      );
+      expect(wrong.rawMessage).toBe(unknown.rawMessage);
+      const verified = await addAccount("verified", true);
+      expect((await client.login({ email: verified, password: testPassword })).user?.email).toBe(
+        verified,
+      );
+    } finally {
+      await close();
+    }
+  });
+
+  it("succeeds when LOGIN_REQUIRE_VERIFIED_EMAIL is false", async () => {
+    const { client, addAccount, close } = await inMemorySessions({
+      LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+    });
+    try {
+      const email = await addAccount("unverified", false);
+      const login = await client.login({ email, password: testPassword });
+      expect(login.user).toMatchObject({ email, emailVerified: false });
+    } finally {
+      await close();
+    }
   });
 });

@@ -23,12 +23,18 @@ export interface SessionDeps {
 type SessionRpcs = Pick<ServiceImpl<typeof UserService>, "login" | "refresh" | "logout">;
 
 const wrongCredentials = () => new ConnectError("invalid email or password", Code.Unauthenticated);
+const unverifiedEmail = () =>
+  new ConnectError(
+    "verify your email address first: follow the verification mail sent at registration",
+    Code.FailedPrecondition,
+  );
 const badRefreshToken = () =>
   new ConnectError("invalid or expired refresh token", Code.Unauthenticated);
 
 /**
- * Login, Refresh and Logout. Refresh tokens rotate on every use; presenting a rotated-out one
- * is taken as theft and revokes its whole family (RFC 9700 §4.14.2).
+ * Login, Refresh and Logout. Login refuses an account whose email is not verified yet, unless
+ * LOGIN_REQUIRE_VERIFIED_EMAIL is off. Refresh tokens rotate on every use; presenting a
+ * rotated-out one is taken as theft and revokes its whole family (RFC 9700 §4.14.2).
  */
 export function createSessionRpcs({ db, keys, config, log }: SessionDeps): SessionRpcs {
   const policy: TokenPolicy = {
@@ -103,6 +109,8 @@ export function createSessionRpcs({ db, keys, config, log }: SessionDeps): Sessi
       // A failure stays counted; a success clears the address's count.
       if (!user || !matches) throw wrongCredentials();
       await em.execute("delete from login_throttle where email = ?", [email]);
+      // Checked after the password, so only the account's owner learns that it exists.
+      if (config.LOGIN_REQUIRE_VERIFIED_EMAIL && !user.emailVerified) throw unverifiedEmail();
       return { ...(await issue(user, randomUUID())), user: userToProto(user) };
     },
 

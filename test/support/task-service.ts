@@ -87,7 +87,11 @@ export function useTaskService(env: Readonly<Record<string, string>> = {}): Task
 export async function startTaskService(
   env: Readonly<Record<string, string>> = {},
 ): Promise<TaskServiceUnderTest> {
-  const users = await startUserService({ ADMIN_EMAIL: adminEmail });
+  // The task tests' accounts log in without verifying their email.
+  const users = await startUserService({
+    ADMIN_EMAIL: adminEmail,
+    LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+  });
   const dataDir = await mkdtemp(join(tmpdir(), "protomesh-task-test-"));
   const databaseUrl = await createEmptyDatabase();
   const config = loadConfig(taskConfigSchema, {

@@ -775,8 +775,9 @@ export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
  */
 export const UserService: GenService<{
   /**
-   * Creates an account and sends a verification email. The account can log in
-   * at once; email_verified stays false until VerifyEmail succeeds.
+   * Creates an account and sends a verification email; email_verified stays
+   * false until VerifyEmail succeeds, and until then Login refuses the account
+   * (unless the service runs with LOGIN_REQUIRE_VERIFIED_EMAIL=false).
    * Fails with ALREADY_EXISTS if the email is taken.
    *
    * @generated from rpc protomesh.user.v1.UserService.Register
@@ -789,7 +790,8 @@ export const UserService: GenService<{
   /**
    * Exchanges an email and password for an access token and a refresh token.
    * Fails with UNAUTHENTICATED on a wrong email or password (the two cases are
-   * not distinguished).
+   * not distinguished), and with FAILED_PRECONDITION when the password is right
+   * but the email is not verified yet (LOGIN_REQUIRE_VERIFIED_EMAIL, default on).
    *
    * @generated from rpc protomesh.user.v1.UserService.Login
    */
