@@ -113,6 +113,9 @@ export function createMemoryBuckets(now: () => number = () => performance.now())
 // The same arithmetic as takeToken, atomic in Redis. The clock is Redis's own (TIME), so replicas
 // whose clocks disagree still share one bucket; Redis 5+ replicates a script's effects, not the
 // script, which makes TIME safe here. math.fmod is C's fmod: exact on integers, like JS's %.
+// ARGV[3] is the time, on that clock in microseconds, at which the caller stops waiting: a check
+// that reaches Redis later (held by a stalled network) was decided elsewhere and takes nothing.
+// Every reply ends with Redis's time, from which the caller keeps its clocks' offset.
 const takeScript = `
 local points = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2]) * 1000
@@ -121,6 +124,9 @@ local function floor_div(a, b) return (a - math.fmod(a, b)) / b end
 local function ms_of(debt) return floor_div(debt + points * 1000 - 1, points * 1000) end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+if now > tonumber(ARGV[3]) then
+  return {-1, 0, 0, 0, now}
+end
 local debt = 0
 local stored = redis.call('GET', KEYS[1])
 if stored then
@@ -129,12 +135,12 @@ if stored then
   if elapsed < cost then debt = math.max(0, tonumber(stored_debt) - elapsed * points) end
 end
 if debt + cost > full then
-  return {0, 0, ms_of(debt), ms_of(debt + cost - full)}
+  return {0, 0, ms_of(debt), ms_of(debt + cost - full), now}
 end
 local after = debt + cost
 local full_in = ms_of(after)
 redis.call('SET', KEYS[1], string.format('%.0f %.0f', after, now), 'PX', full_in)
-return {1, floor_div(full - after, cost), full_in, 0}
+return {1, floor_div(full - after, cost), full_in, 0, now}
 `;
 const takeScriptSha = createHash("sha1").update(takeScript).digest("hex");
 
@@ -187,15 +193,18 @@ export function createRedisBuckets(options: RedisBucketOptions): BucketStore {
     connecting = undefined;
   });
   let closed = false;
+  const clock = createRedisClock(timeoutMs);
 
   const run = async (key: string, rule: BucketRule): Promise<unknown> => {
-    const args = [1, keyPrefix + key, rule.points, rule.durationMs] as const;
+    // The deadline is taken as each command is sent, since each has its own timeout.
+    const args = () =>
+      [1, keyPrefix + key, rule.points, rule.durationMs, clock.deadline()] as const;
     try {
-      return await redis.evalsha(takeScriptSha, ...args);
+      return await redis.evalsha(takeScriptSha, ...args());
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
       // EVAL loads the script into Redis's cache, so the next EVALSHA finds it.
-      return redis.eval(takeScript, ...args);
+      return redis.eval(takeScript, ...args());
     }
   };
 
@@ -204,13 +213,17 @@ export function createRedisBuckets(options: RedisBucketOptions): BucketStore {
       if (closed) throw new Error("the rate-limit store is closed");
       if (connecting !== undefined) await connecting;
       if (redis.status !== "ready") throw new Error(`Redis is unreachable (${redis.status})`);
+      if (!clock.synced()) await clock.sync(redis);
       const reply = await run(key, rule);
-      if (!Array.isArray(reply) || reply.length !== 4 || !reply.every(Number.isInteger)) {
+      if (!Array.isArray(reply) || reply.length !== 5 || !reply.every(Number.isInteger)) {
         throw new Error(`unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`);
       }
-      const [allowed, remaining, fullInMs, retryInMs] = reply as number[];
+      const [outcome, remaining, fullInMs, retryInMs, redisUs] = reply as number[];
+      clock.observe(redisUs ?? 0);
+      // Only when the offset was stale; the caller decides, as when Redis does not answer.
+      if (outcome === -1) throw new Error("Redis received the check after its deadline");
       return {
-        allowed: allowed === 1,
+        allowed: outcome === 1,
         remaining: remaining ?? 0,
         fullInMs: fullInMs ?? 0,
         retryInMs: retryInMs ?? 0,
@@ -226,5 +239,37 @@ export function createRedisBuckets(options: RedisBucketOptions): BucketStore {
       // QUIT is bounded by the command timeout; a Redis that does not answer is cut off.
       await redis.quit().catch(() => redis.disconnect());
     },
+  };
+}
+
+/**
+ * Deadlines on Redis's clock. The offset between Redis's clock and this process's monotonic one
+ * is taken from the last reply: Redis's time when it ran the command, minus ours when the reply
+ * arrived. That is never more than the true offset (the reply left Redis before it arrived), so
+ * a deadline errs early by at most that reply's round trip, never late, whatever the two clocks
+ * read; a step of Redis's clock is corrected by the next reply.
+ */
+function createRedisClock(timeoutMs: number) {
+  const localUs = () => Math.floor(performance.now() * 1000);
+  let offsetUs: number | undefined;
+  let syncing: Promise<void> | undefined;
+  const observe = (redisUs: number) => {
+    offsetUs = redisUs - localUs();
+  };
+  return {
+    observe,
+    synced: () => offsetUs !== undefined,
+    /** Reads Redis's TIME once, for the first deadline (concurrent first takes share it). */
+    sync(redis: Redis): Promise<void> {
+      syncing ??= redis
+        .time()
+        .then(([seconds, micros]) => observe(Number(seconds) * 1_000_000 + Number(micros)))
+        .finally(() => {
+          syncing = undefined;
+        });
+      return syncing;
+    },
+    /** The time, on Redis's clock in microseconds, at which a command sent now times out. */
+    deadline: () => localUs() + timeoutMs * 1000 + (offsetUs ?? 0),
   };
 }

@@ -12,6 +12,7 @@ import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
 import { ConfigError, loadConfig } from "../kit/config.ts";
 import { deleteRedisKeys, testRedisUrl } from "../test/support/redis.ts";
 import { delay, within } from "../test/support/settle.ts";
+import { startTcpProxy, type TcpProxy } from "../test/support/tcp-proxy.ts";
 import {
   clientAddressOf,
   clientKeyOf,
@@ -355,6 +356,62 @@ describe.skipIf(!url)("rate limits shared through Redis", () => {
     ];
     expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, false]);
     expect(decisions[3]?.retryAfterSeconds).toBe(20);
+  });
+});
+
+describe.skipIf(!url)("rate limits through a Redis that stalls", () => {
+  const prefix = `test:rate-limit:${randomUUID()}:`;
+  let proxy: TcpProxy;
+
+  beforeAll(async () => {
+    proxy = await startTcpProxy(Number(new URL(url ?? "").port || 6379));
+  });
+
+  afterAll(async () => {
+    await proxy.close();
+    await deleteRedisKeys(url ?? "", prefix);
+  });
+
+  it("refuses no call of clients at a quarter of their limit after a stall", async () => {
+    const registry = new Registry();
+    const config = configOf({
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+      RATE_LIMIT_KEY_PREFIX: prefix,
+      RATE_LIMITS: "default=20/400ms",
+      RATE_LIMIT_REDIS_TIMEOUT_MS: "200",
+    });
+    const limits = createRateLimits(config, { log: silent, registry });
+    const clients = [`sub:stall-${randomUUID()}`, `sub:stall-${randomUUID()}`];
+    const fallbacks = () => counterValue(registry, "gateway_rate_limit_fallbacks_total");
+    // One call per client every 80 ms: 5 per 400 ms, a quarter of the limit. Calls do not wait
+    // for each other, as a gateway's requests do not.
+    const paced = async (ticks: number) => {
+      const decisions: Promise<RateDecision>[] = [];
+      for (let tick = 0; tick < ticks; tick++) {
+        for (const client of clients) decisions.push(limits.take(client, getMe));
+        await delay(80);
+      }
+      return Promise.all(decisions);
+    };
+    const refused = (decisions: RateDecision[]) => decisions.filter((d) => !d.allowed).length;
+    try {
+      expect(refused(await paced(5))).toBe(0);
+      expect(await fallbacks()).toBe(0);
+      // 2.4 s: every check waits 200 ms, then this replica decides alone, while Redis gets 30
+      // checks per client that it will run once the stall ends.
+      proxy.stall();
+      const during = await paced(30);
+      proxy.resume();
+      const stalledFallbacks = await fallbacks();
+      expect(stalledFallbacks).toBeGreaterThan(40);
+      expect(refused(during)).toBe(0);
+      // The next checks reach Redis behind the stalled ones, on the same connection.
+      const after = await paced(10);
+      expect(await fallbacks()).toBe(stalledFallbacks);
+      expect(refused(after)).toBe(0);
+    } finally {
+      await limits.close();
+    }
   });
 });
 
