@@ -108,3 +108,74 @@ describe("an object of someone else's project", () => {
     expect(await svc.connect.getTask({ id: task.id }, viewer.call)).toEqual(task);
   });
 });
+
+describe("an archived project", () => {
+  it("refuses every change with FailedPrecondition until unarchived, and still reads and exports", async () => {
+    const [editor] = await svc.signUp("editor");
+    if (editor === undefined) throw new Error("no editor");
+    const p = await svc.projectWith(owner, "Old", [
+      [editor, MemberRole.EDITOR],
+      [viewer, MemberRole.VIEWER],
+    ]);
+    const t = await svc.connect.createTask(
+      { projectId: p.id, task: { title: "Kept" } },
+      owner.call,
+    );
+    const archive = (archived: boolean) =>
+      svc.connect.updateProject(
+        { project: { id: p.id, archived }, updateMask: { paths: ["archived"] } },
+        owner.call,
+      );
+    await archive(true);
+    const writes = [
+      svc.connect.createTask({ projectId: p.id, task: { title: "New" } }, editor.call),
+      svc.connect.updateTask(
+        { task: { id: t.id, tags: ["x"] }, updateMask: { paths: ["tags"] } },
+        editor.call,
+      ),
+      svc.connect.deleteTask({ id: t.id }, editor.call),
+      svc.connect.createComment({ taskId: t.id, comment: { body: "hi" } }, editor.call),
+      svc.connect.addMember(
+        { projectId: p.id, member: { userId: stranger.id, role: MemberRole.VIEWER } },
+        owner.call,
+      ),
+      svc.connect.updateMember(
+        { projectId: p.id, userId: viewer.id, role: MemberRole.EDITOR },
+        owner.call,
+      ),
+      svc.connect.removeMember({ projectId: p.id, userId: editor.id }, owner.call),
+      svc.connect.removeMember({ projectId: p.id, userId: viewer.id }, viewer.call),
+      svc.connect.updateProject(
+        { project: { id: p.id, name: "Renamed" }, updateMask: { paths: ["name"] } },
+        owner.call,
+      ),
+    ];
+    for (const write of writes) {
+      const error = await write.then(
+        () => undefined,
+        (err: unknown) => ConnectError.from(err),
+      );
+      expect({ code: error?.code, message: error?.rawMessage }).toEqual({
+        code: 9,
+        message: expect.stringContaining(`project ${p.id} is archived`),
+      });
+    }
+    expect(await svc.connect.getTask({ id: t.id }, viewer.call)).toEqual(t);
+    expect((await svc.connect.listTasks({ projectId: p.id }, viewer.call)).tasks).toEqual([t]);
+    expect((await svc.connect.listMembers({ projectId: p.id }, viewer.call)).members).toHaveLength(
+      3,
+    );
+    expect(await svc.connect.getProject({ id: p.id }, viewer.call)).toMatchObject({ name: "Old" });
+    const stats = await svc.connect.getProjectStats({ projectId: p.id }, viewer.call);
+    expect(stats.statusCounts.reduce((n, c) => n + c.count, 0n)).toBe(1n);
+    let csv = "";
+    for await (const chunk of svc.connect.exportTasks({ projectId: p.id }, viewer.call)) {
+      csv += Buffer.from(chunk.data).toString("utf8");
+    }
+    expect(csv).toContain(t.id);
+    await archive(false);
+    await svc.connect.createTask({ projectId: p.id, task: { title: "New" } }, editor.call);
+    await archive(true);
+    await svc.connect.deleteProject({ id: p.id }, owner.call);
+  });
+});
