@@ -128,7 +128,8 @@ export function createMemberRpcs({
       const userId = parseUuid(req.userId, "user_id");
       const em = db.fork();
       // Anyone may leave; only owners may remove somebody else.
-      await authorize(em, caller, projectId, userId === caller.userId ? "read" : "manage");
+      const need = userId === caller.userId ? "read" : "manage";
+      await authorize(em, caller, projectId, need, { changes: true });
       await em.transactional(async (tx) => {
         // One membership change of a project at a time, so that two owners removing each
         // other cannot leave it without one.

@@ -7,7 +7,7 @@ import {
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import { createKeyset, findPage } from "../../kit/db/keyset.ts";
 import { parseUuid } from "../../kit/uuid.ts";
-import { authorize, notFound } from "./access.ts";
+import { authorize } from "./access.ts";
 import { changedFields, recordActivity } from "./activity.ts";
 import { projectToProto } from "./convert.ts";
 import { Project, ProjectMember, type ProjectRow } from "./entities.ts";
@@ -93,10 +93,7 @@ export function createProjectRpcs({
     async getProject(req, ctx) {
       const id = parseUuid(req.id, "id");
       const em = db.fork();
-      await authorize(em, requireIdentity(ctx), id, "read");
-      const project = await em.findOne(Project, { id });
-      if (project === null) throw notFound("project", id);
-      return projectToProto(project);
+      return projectToProto(await authorize(em, requireIdentity(ctx), id, "read"));
     },
 
     async updateProject(req, ctx) {
@@ -105,8 +102,9 @@ export function createProjectRpcs({
       const id = parseUuid(input.id, "project.id");
       const fields = fieldsToUpdate(req.updateMask?.paths, updatableProjectFields);
       const em = db.fork();
-      await authorize(em, caller, id, "manage");
       const values = readProjectValues(input, fields);
+      // Unarchiving is the one change an archived project takes.
+      await authorize(em, caller, id, "manage", { changes: values.archived !== false });
       return em.transactional(async (tx) => {
         const row = await lockForChange<ProjectRow>(tx, Project, "project", id, input.etag);
         const before = projectToProto(row);
@@ -134,7 +132,8 @@ export function createProjectRpcs({
     async deleteProject(req, ctx) {
       const id = parseUuid(req.id, "id");
       const em = db.fork();
-      await authorize(em, requireIdentity(ctx), id, "manage");
+      // An archived project can still be deleted: deleting is not one of its changes.
+      await authorize(em, requireIdentity(ctx), id, "manage", { changes: false });
       await em.transactional(async (tx) => {
         await lockForChange<ProjectRow>(tx, Project, "project", id, req.etag);
         // Members, tasks, comments, tags and the activity log go with it (on delete cascade).

@@ -47,7 +47,10 @@ export type Project = Message<"protomesh.task.v1.Project"> & {
 
   /**
    * Whether the project is archived. Archived projects are omitted from
-   * ListProjects unless show_archived is set. Defaults to false.
+   * ListProjects unless show_archived is set, and refuse every change to
+   * themselves, their members, tasks and comments with FAILED_PRECONDITION,
+   * except UpdateProject setting archived to false, and DeleteProject; reads,
+   * lists, stats and exports still work. Defaults to false.
    *
    * @generated from field: bool archived = 4;
    */
