@@ -2,9 +2,10 @@
 // group at once, while clients have calls in flight through the gateway to the user service.
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  alivePids,
   killMeshes,
-  listeningPids,
   meshEnv,
+  meshPids,
   type StartedMesh,
   startMesh,
   waitFor,
@@ -107,24 +108,17 @@ describe("Ctrl-C on npm start", () => {
     timeout: 120_000,
   }, async () => {
     const { mesh, release, outcomes } = await meshWithCallsInFlight(5);
-    const pids = ["user", "task", "file", "inference", "gateway"].flatMap((name) =>
-      listeningPids(mesh.output(), name),
-    );
+    const pids = meshPids(mesh.output());
     pressCtrlC(mesh);
     await drainingWith(mesh, "user");
     pressCtrlC(mesh);
     expect(await mesh.exit).toBe(1);
     release();
     expect((await outcomes).filter((o) => o.startsWith("200 "))).toEqual([]);
-    const alive = () =>
-      pids.filter((pid) => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      });
-    await waitFor(() => alive().length === 0, 10_000, "every process of the mesh to be gone");
+    await waitFor(
+      () => alivePids(pids).length === 0,
+      10_000,
+      "every process of the mesh to be gone",
+    );
   });
 });

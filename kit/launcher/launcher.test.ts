@@ -3,9 +3,10 @@ import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  alivePids,
   killMeshes,
-  listeningPids,
   meshEnv,
+  meshPids,
   startMesh as start,
   waitFor,
 } from "../../test/support/mesh.ts";
@@ -43,26 +44,17 @@ describe("npm start launcher", () => {
     const mesh = start(env);
     await mesh.ready();
     // Every child's log lines carry its pid.
-    const pids = ["user", "task", "file", "inference", "gateway"].flatMap((name) =>
-      listeningPids(mesh.output(), name),
-    );
+    const pids = meshPids(mesh.output());
     expect(pids).toHaveLength(5);
     mesh.child.kill("SIGKILL");
     await mesh.exit;
-    const alive = () =>
-      pids.filter((pid) => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      });
     // Each child drains (its grace period at most) and exits: none is left behind, even one
     // whose output nobody reads any more.
     const until = Date.now() + 20_000;
-    while (alive().length > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
-    expect(alive()).toEqual([]);
+    while (alivePids(pids).length > 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(alivePids(pids)).toEqual([]);
   });
 
   it("exits non-zero naming the service whose port is taken, and leaves nothing running", async () => {

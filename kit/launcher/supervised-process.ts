@@ -102,6 +102,8 @@ export function superviseProcess(spec: ProcessSpec, options: SuperviseOptions): 
         options.write(`${options.tag} ${line}`);
       });
     }
+    // A drain request to a child that is exiting at that moment fails: its exit follows.
+    child.on("error", (err) => options.write(`mesh | ${spec.name}: ${err.message}`));
     child.on("message", (message) => {
       if (!isListening(message) || state !== "starting") return;
       setState("running");

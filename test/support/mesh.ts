@@ -118,3 +118,22 @@ export function listeningPids(output: string, name: string): number[] {
   const line = new RegExp(`^${name} +\\| \\{"[^\\n]*"pid":(\\d+),[^\\n]*"msg":"listening"`, "gm");
   return [...output.matchAll(line)].map((m) => Number(m[1]));
 }
+
+/** The pids of every process of the mesh, from their "listening" lines (JSON logs). */
+export function meshPids(output: string): number[] {
+  return ["user", "task", "file", "inference", "gateway"].flatMap((name) =>
+    listeningPids(output, name),
+  );
+}
+
+/** The ones of `pids` that are still running. */
+export function alivePids(pids: readonly number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
