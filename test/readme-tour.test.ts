@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LaunchedMesh, type MeshProcess, startMesh } from "./support/mesh.ts";
+import { type MeshEnv, meshEnv, startMesh } from "./support/mesh.ts";
 import { repoRoot } from "./support/repo.ts";
 import { verificationTokenOf, waitForEml } from "./support/user-service.ts";
 
@@ -16,12 +16,12 @@ interface TourCommand {
 }
 
 /** The ports the README names, as `npm start` uses them by default. */
-const readmePorts: Record<number, MeshProcess> = {
-  8080: "gateway",
-  50051: "user",
-  50052: "task",
-  50053: "file",
-  50054: "inference",
+const readmePorts: Record<number, keyof MeshEnv> = {
+  8080: "GATEWAY_PORT",
+  50051: "USER_PORT",
+  50052: "TASK_PORT",
+  50053: "FILE_PORT",
+  50054: "INFERENCE_PORT",
 };
 
 /** The ```sh blocks of the README's "A short tour" section, as commands with continuations joined. */
@@ -45,10 +45,13 @@ function tourBlocks(): TourCommand[][] {
 }
 
 const run = promisify(exec);
-let mesh: LaunchedMesh;
+let env: MeshEnv;
+let mesh: ReturnType<typeof startMesh>;
 
 beforeAll(async () => {
-  mesh = await startMesh();
+  env = await meshEnv();
+  mesh = startMesh(env);
+  await mesh.ready();
 });
 
 afterAll(async () => {
@@ -70,7 +73,7 @@ describe("the README's tour", () => {
       for (const { line, expected } of block) {
         let command = line.replace(/127\.0\.0\.1:(\d+)/g, (address, port: string) => {
           const name = readmePorts[Number(port)];
-          return name === undefined ? address : `127.0.0.1:${mesh.ports[name]}`;
+          return name === undefined ? address : `127.0.0.1:${env[name]}`;
         });
         if (/^[A-Z_]+=\S+$/.test(command)) {
           assignments.push(command);
@@ -82,7 +85,7 @@ describe("the README's tour", () => {
         }
         if (command.includes("<token from the mail>")) {
           if (registered === undefined) throw new Error(`${line}: no registration came before it`);
-          const mail = await waitForEml(join(mesh.dataDir, "mail"), registered);
+          const mail = await waitForEml(join(env.DATA_DIR, "mail"), registered);
           command = command.replaceAll("<token from the mail>", verificationTokenOf(mail));
         }
         // curl exits 0 on an HTTP error unless asked not to.
@@ -116,7 +119,7 @@ describe("the README's tour", () => {
   });
 
   it("sends a verification mail whose command works as written, on the gateway's own port", async () => {
-    const gateway = `http://127.0.0.1:${mesh.ports.gateway}`;
+    const gateway = `http://127.0.0.1:${env.GATEWAY_PORT}`;
     const email = "mail-command@example.com";
     const registration = await fetch(`${gateway}/v1/auth/register`, {
       method: "POST",
@@ -124,7 +127,7 @@ describe("the README's tour", () => {
       body: JSON.stringify({ email, password: "correct horse", displayName: "Mail" }),
     });
     expect(registration.status).toBe(200);
-    const mail = await waitForEml(join(mesh.dataDir, "mail"), email);
+    const mail = await waitForEml(join(env.DATA_DIR, "mail"), email);
     const command = /^ {4}(curl .*)$/m.exec(mail.text ?? "")?.[1];
     expect(command, mail.text).toContain(`${gateway}/v1/auth/verify-email`);
     const { stdout } = await run(`${command} -sS --fail-with-body`, { shell: "/bin/bash" });

@@ -1,57 +1,17 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { freePort } from "../../test/support/mesh.ts";
+import {
+  alivePids,
+  killMeshes,
+  meshEnv,
+  meshPids,
+  startMesh as start,
+  waitFor,
+} from "../../test/support/mesh.ts";
 
-// The launcher runs the compiled mesh; `npm test` builds dist/ first.
-const launcher = fileURLToPath(new URL("../../dist/kit/launcher/main.js", import.meta.url));
-const running: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const child of running.splice(0)) child.kill("SIGKILL");
-});
-
-async function meshEnv(): Promise<Record<string, string>> {
-  return {
-    USER_PORT: String(await freePort()),
-    TASK_PORT: String(await freePort()),
-    FILE_PORT: String(await freePort()),
-    INFERENCE_PORT: String(await freePort()),
-    GATEWAY_PORT: String(await freePort()),
-    LOG_FORMAT: "json",
-    DATA_DIR: mkdtempSync(join(tmpdir(), "protomesh-mesh-")),
-  };
-}
-
-function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, [launcher], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  running.push(child);
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  const exit = once(child, "exit").then(([code]) => code as number | null);
-  return { child, exit, output: () => output };
-}
-
-async function waitFor(predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > until) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+afterEach(killMeshes);
 
 describe("npm start launcher", () => {
   it("starts the four services and the gateway, prefixes their logs and stops them on SIGINT", {
@@ -59,7 +19,7 @@ describe("npm start launcher", () => {
   }, async () => {
     const env = await meshEnv();
     const mesh = start(env);
-    await waitFor(() => mesh.output().includes("mesh | ready"), 60_000);
+    await mesh.ready();
     for (const [name, variable] of [
       ["user", "USER_PORT"],
       ["task", "TASK_PORT"],
@@ -82,28 +42,19 @@ describe("npm start launcher", () => {
   }, async () => {
     const env = await meshEnv();
     const mesh = start(env);
-    await waitFor(() => mesh.output().includes("mesh | ready"), 60_000);
+    await mesh.ready();
     // Every child's log lines carry its pid.
-    const pids = [...mesh.output().matchAll(/"pid":(\d+),[^\n]*"msg":"listening"/g)].map((m) =>
-      Number(m[1]),
-    );
+    const pids = meshPids(mesh.output());
     expect(pids).toHaveLength(5);
     mesh.child.kill("SIGKILL");
     await mesh.exit;
-    const alive = () =>
-      pids.filter((pid) => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      });
     // Each child drains (its grace period at most) and exits: none is left behind, even one
     // whose output nobody reads any more.
     const until = Date.now() + 20_000;
-    while (alive().length > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
-    expect(alive()).toEqual([]);
+    while (alivePids(pids).length > 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(alivePids(pids)).toEqual([]);
   });
 
   it("exits non-zero naming the service whose port is taken, and leaves nothing running", async () => {
@@ -123,8 +74,29 @@ describe("npm start launcher", () => {
   });
 
   it("rejects a bad port setting with a message naming the variable", async () => {
-    const mesh = start({ ...(await meshEnv()), FILE_PORT: "eighty" });
+    const mesh = start(await meshEnv({ FILE_PORT: "eighty" }));
     expect(await mesh.exit).toBe(2);
     expect(mesh.output()).toContain("FILE_PORT");
+  });
+
+  it("fails the start when a process exits during start-up, even if its port answers /readyz", async () => {
+    const env = await meshEnv();
+    const impostor = http
+      .createServer((_req, res) => res.end("ready\n"))
+      .listen(Number(env.GATEWAY_PORT), "127.0.0.1");
+    await once(impostor, "listening");
+    try {
+      const mesh = start(env);
+      await waitFor(
+        () => mesh.child.exitCode !== null || mesh.output().includes("mesh | ready"),
+        60_000,
+        "the launcher to exit or announce the mesh ready",
+      );
+      expect(mesh.output()).not.toContain("mesh | ready");
+      expect(await mesh.exit).toBe(1);
+      expect(mesh.output()).toContain("gateway exited during start-up");
+    } finally {
+      impostor.close();
+    }
   });
 });

@@ -1,126 +1,108 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { createInterface } from "node:readline";
-import type { Readable } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
+import { type ProcessStatus, writeStatusFile } from "./status-file.ts";
+import {
+  type ProcessSpec,
+  type RestartPolicy,
+  StartError,
+  type SupervisedProcess,
+  superviseProcess,
+} from "./supervised-process.ts";
 
-/** One process of the mesh: its name, its compiled entry and where its readiness is probed. */
-export interface ProcessSpec {
-  readonly name: string;
-  /** Absolute path of the JavaScript entry to run with this Node binary. */
-  readonly entry: string;
-  readonly port: number;
-  readonly env: Readonly<Record<string, string>>;
-}
+export { type ProcessSpec, type RestartPolicy, StartError } from "./supervised-process.ts";
 
-/** Timing of the launcher: how long start-up and shutdown may take. */
+/** Timing of the launcher: how long start-up and shutdown may take, and how it restarts. */
 export interface LauncherOptions {
   readonly host: string;
   readonly startTimeoutMs: number;
   readonly stopTimeoutMs: number;
+  readonly restart: RestartPolicy;
+  /** Where the status of every process is kept up to date (see ProcessStatus). */
+  readonly statusFile: string;
   /** Where prefixed log lines go (stdout by default). */
   readonly write?: (line: string) => void;
 }
 
 /** A running mesh: its processes, and a way to stop them all. */
 export interface Mesh {
-  /** Resolves once every process reports ready on /readyz; rejects if one fails to start. */
+  /** Resolves once every process reports listening; rejects if one fails to start. */
   readonly ready: Promise<void>;
-  /** Sends SIGTERM to every process, waits for them (SIGKILL after the timeout). */
+  /** Rejects when a process keeps crashing and the launcher has given up restarting it. */
+  readonly failed: Promise<never>;
+  status(): readonly ProcessStatus[];
+  /** Asks every process to drain and waits for them (SIGKILL after the timeout). */
   stop(): Promise<void>;
+  /** Kills every process at once (SIGKILL). */
+  kill(): void;
 }
 
 const colours = [36, 33, 35, 32, 34, 31];
 
-/** Thrown when a process of the mesh cannot start. */
-export class StartError extends Error {
-  override readonly name = "StartError";
-}
-
 /**
  * Starts every process, prefixing each output line with the process name, and waits until
- * all are ready. A process that exits after start-up is reported; the others keep running.
+ * all listen. From then on a process that exits is restarted with exponential backoff.
  */
 export function launchMesh(specs: readonly ProcessSpec[], options: LauncherOptions): Mesh {
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const width = Math.max(...specs.map((s) => s.name.length));
   const tty = process.stdout.isTTY === true;
-  const children = new Map<string, ChildProcess>();
-  let stopping = false;
-
   const prefix = (name: string, index: number) => {
     const label = name.padEnd(width);
     return tty ? `\x1b[${colours[index % colours.length]}m${label} |\x1b[0m` : `${label} |`;
   };
 
-  const started = specs.map((spec, index) => {
-    const child = spawn(process.execPath, [spec.entry], {
-      env: { ...process.env, ...spec.env, PORT: String(spec.port), HOST: options.host },
-      // The IPC channel tells a child when the launcher is gone, even killed with SIGKILL.
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    });
-    children.set(spec.name, child);
-    const tag = prefix(spec.name, index);
-    const recent: string[] = [];
-    // Piped above, so both are there.
-    for (const stream of [child.stdout, child.stderr] as Readable[]) {
-      createInterface({ input: stream }).on("line", (line) => {
-        recent.push(line);
-        if (recent.length > 20) recent.shift();
-        write(`${tag} ${line}`);
-      });
-    }
-    const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-    void exited.then(([code, signal]) => {
-      if (!stopping) write(`mesh | ${spec.name} exited (${signal ?? `code ${code}`})`);
-    });
-    return { spec, exited, recent };
+  let giveUp: (err: Error) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => {
+    giveUp = reject;
   });
+  // Awaited by whoever supervises the mesh; until then it must not be unhandled.
+  failed.catch(() => undefined);
 
-  const ready = Promise.all(
-    started.map(async ({ spec, exited, recent }) => {
-      const deadline = Date.now() + options.startTimeoutMs;
-      const dead = exited.then(([code, signal]) => {
-        const tail = recent.slice(-5).join("\n  ");
-        throw new StartError(
-          `${spec.name} exited during start-up (${signal ?? `code ${code}`}):\n  ${tail}`,
-        );
-      });
-      // Until it has exited, the rejection of `dead` is awaited below.
-      dead.catch(() => undefined);
-      while (Date.now() < deadline) {
-        const probe = await Promise.race([isReady(options.host, spec.port), dead]);
-        if (probe) return;
-        await Promise.race([sleep(100), dead]);
-      }
-      throw new StartError(`${spec.name} was not ready within ${options.startTimeoutMs} ms`);
-    }),
-  ).then(() => undefined);
+  const processes: SupervisedProcess[] = [];
+  const status = () => processes.map((p) => p.status());
+  const onChange = () => writeStatusFile(options.statusFile, status());
+  for (const [index, spec] of specs.entries()) {
+    processes.push(
+      superviseProcess(spec, {
+        host: options.host,
+        restart: options.restart,
+        tag: prefix(spec.name, index),
+        write,
+        onChange,
+        onGiveUp: (reason) => giveUp(new Error(reason)),
+      }),
+    );
+  }
+
+  const ready = Promise.all(processes.map((p) => listensWithin(p, options.startTimeoutMs))).then(
+    () => {
+      for (const p of processes) p.supervise();
+    },
+  );
 
   return {
     ready,
+    failed,
+    status,
     async stop() {
-      stopping = true;
-      await Promise.all(
-        started.map(async ({ spec, exited }) => {
-          const child = children.get(spec.name);
-          if (!child || child.exitCode !== null || child.signalCode !== null) return;
-          child.kill("SIGTERM");
-          const timer = setTimeout(() => child.kill("SIGKILL"), options.stopTimeoutMs);
-          await exited;
-          clearTimeout(timer);
-        }),
-      );
+      await Promise.all(processes.map((p) => p.stop(options.stopTimeoutMs)));
+    },
+    kill() {
+      for (const p of processes) p.kill();
     },
   };
 }
 
-async function isReady(host: string, port: number): Promise<boolean> {
+async function listensWithin(child: SupervisedProcess, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    const name = child.status().name;
+    timer = setTimeout(
+      () => reject(new StartError(`${name} was not ready within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
   try {
-    const res = await fetch(`http://${host}:${port}/readyz`, { signal: AbortSignal.timeout(1000) });
-    await res.body?.cancel();
-    return res.ok;
-  } catch {
-    return false;
+    await Promise.race([child.started, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

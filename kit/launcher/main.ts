@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { loadConfigOrExit, millisSchema, portSchema } from "../config.ts";
@@ -12,6 +13,11 @@ const schema = z.object({
   GATEWAY_PORT: portSchema.default(8080),
   MESH_START_TIMEOUT_MS: millisSchema.default(60_000),
   MESH_STOP_TIMEOUT_MS: millisSchema.default(15_000),
+  MESH_RESTART_BACKOFF_MS: millisSchema.default(1000),
+  MESH_RESTART_BACKOFF_MAX_MS: millisSchema.default(30_000),
+  MESH_RESTART_RETRIES: z.coerce.number().int().min(0).default(5),
+  MESH_RESTART_STABLE_MS: millisSchema.default(10_000),
+  DATA_DIR: z.string().default(".data"),
 });
 
 const config = loadConfigOrExit("mesh", schema);
@@ -52,6 +58,13 @@ const mesh = launchMesh(specs, {
   host: config.HOST,
   startTimeoutMs: config.MESH_START_TIMEOUT_MS,
   stopTimeoutMs: config.MESH_STOP_TIMEOUT_MS,
+  restart: {
+    backoffMs: config.MESH_RESTART_BACKOFF_MS,
+    backoffMaxMs: config.MESH_RESTART_BACKOFF_MAX_MS,
+    retries: config.MESH_RESTART_RETRIES,
+    stableMs: config.MESH_RESTART_STABLE_MS,
+  },
+  statusFile: join(config.DATA_DIR, "mesh-status.json"),
 });
 
 let stopping = false;
@@ -61,8 +74,24 @@ const stop = async (code: number) => {
   await mesh.stop();
   process.exit(code);
 };
-process.on("SIGINT", () => void stop(0));
-process.on("SIGTERM", () => void stop(0));
+// Ctrl-C reaches every process of the group, and the launcher asks each to drain as well:
+// both are one request. Only a second signal to the launcher cuts the drain short.
+const onSignal = (signal: NodeJS.Signals) => {
+  if (!stopping) {
+    process.stdout.write(`mesh | ${signal}: stopping the mesh (again to kill it at once)\n`);
+    void stop(0);
+    return;
+  }
+  process.stderr.write(`mesh | second signal: killing every process\n`);
+  mesh.kill();
+  process.exit(1);
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+mesh.failed.catch(async (err: unknown) => {
+  process.stderr.write(`mesh | ${(err as Error).message}\nmesh | stopping the mesh\n`);
+  await stop(1);
+});
 
 try {
   await mesh.ready;
