@@ -13,7 +13,7 @@ import {
 } from "./upstream.ts";
 
 /** Options of createServiceUpstream. */
-export interface ServiceUpstreamOptions extends UpstreamOptions {
+export interface ServiceUpstreamOptions extends Omit<UpstreamOptions, "keepalive"> {
   readonly policy: ResiliencePolicy;
   readonly events?: ResilienceEvents;
 }
@@ -63,7 +63,12 @@ export function createServiceUpstream(
       }
     }
     for (const url of next) {
-      if (!instances.has(url)) instances.set(url, createUpstream(service, url, options));
+      if (!instances.has(url)) {
+        instances.set(
+          url,
+          createUpstream(service, url, { ...options, keepalive: options.policy.keepalive }),
+        );
+      }
     }
     resilient.update([...instances.values()]);
   }

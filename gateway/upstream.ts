@@ -8,6 +8,7 @@ import {
   errorFromJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { markUnanswered } from "../kit/balance/retryable.ts";
+import { createSessionKeeper, type KeepalivePolicy } from "../kit/balance/session-keeper.ts";
 import type { Log } from "../kit/log.ts";
 import { drainedOrClosed } from "../kit/node-http.ts";
 
@@ -48,12 +49,12 @@ export interface StreamCall {
   cancel(reason: ConnectError): void;
 }
 
-/** One upstream service address with one pooled HTTP/2 session. */
+/** One upstream service address with one pooled HTTP/2 session, kept alive with PINGs. */
 export interface Upstream {
   /** The full name of the service it is an instance of. */
   readonly service: string;
   readonly baseUrl: string;
-  /** The live HTTP/2 session, opened (again) when there is none. */
+  /** The live HTTP/2 session, opened (again) when there is none or its peer stopped answering. */
   session(): http2.ClientHttp2Session;
   /**
    * Calls a unary method with the Connect protocol in binary; resolves with the response
@@ -73,6 +74,8 @@ export interface Upstream {
 export interface UpstreamOptions {
   /** The largest response message (or unary response body) accepted from the upstream. */
   readonly maxResponseBytes: number;
+  /** PINGs and the idle timeout of the session (kit/balance/session-keeper.ts). */
+  readonly keepalive: KeepalivePolicy;
   readonly log: Log;
 }
 
@@ -94,7 +97,7 @@ export function createUpstream(
   const { log } = options;
   const { host: authority, protocol } = new URL(baseUrl);
   const scheme = protocol.slice(0, -1);
-  let current: http2.ClientHttp2Session | undefined;
+  const sessions = createSessionKeeper(baseUrl, { keepalive: options.keepalive, log });
   let closed = false;
 
   // The client learns which service is unavailable, never where it runs: the address and the
@@ -108,26 +111,6 @@ export function createUpstream(
       [],
       cause,
     );
-  }
-
-  function session(): http2.ClientHttp2Session {
-    if (current !== undefined && !current.closed && !current.destroyed) return current;
-    const s = http2.connect(baseUrl);
-    // A session with no streams must not keep the process alive.
-    s.unref();
-    const forget = () => {
-      if (current === s) current = undefined;
-    };
-    // After GOAWAY the session takes no new streams: the next call opens a fresh one while
-    // this one finishes the streams it has.
-    s.once("goaway", forget);
-    s.once("close", forget);
-    s.on("error", (err) => {
-      forget();
-      log.warn({ upstream: baseUrl, err }, "upstream session failed");
-    });
-    current = s;
-    return s;
   }
 
   /**
@@ -160,7 +143,7 @@ export function createUpstream(
     ];
     if (contentLength !== undefined) headers.push("content-length", String(contentLength));
     for (const name in call.headers) headers.push(name, call.headers[name] as string);
-    return session().request(headers);
+    return sessions.open(headers);
   }
 
   function unary(path: string, body: Uint8Array, call: CallOptions): Promise<UnaryResult> {
@@ -327,13 +310,12 @@ export function createUpstream(
   return {
     service,
     baseUrl,
-    session,
+    session: () => sessions.session(),
     unary,
     stream,
     close() {
       closed = true;
-      current?.close();
-      current = undefined;
+      sessions.close();
     },
   };
 }

@@ -1,9 +1,12 @@
 // The gateway in front of several instances of a service, between real processes: balancing,
 // retries of idempotent calls on another instance, outlier ejection, no retry of calls that are
-// not idempotent, and the circuit breaker failing fast while every instance is down.
+// not idempotent, the circuit breaker failing fast while every instance is down, and a
+// half-open connection (a TCP proxy that holds every byte without closing) dropped after an
+// unanswered PING instead of holding calls to their deadline.
 import { afterAll, describe, expect, it } from "vitest";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
 import { startResettingServer } from "./support/resetting-server.ts";
+import { startTcpProxy } from "./support/tcp-proxy.ts";
 
 const service = "protomesh.gatewaytest.v1.LibraryService";
 
@@ -204,5 +207,56 @@ describe("several instances behind the gateway", () => {
     const bad = await fetch(`${gw.url}/v1/shelves/x`, { headers: { "x-timeout-ms": "soon" } });
     expect(bad.status).toBe(400);
     await Promise.all([library.stop(), gw.stop()]);
+  });
+});
+
+describe("a half-open upstream connection", () => {
+  it("is dropped after an unanswered PING: its calls go to the healthy instance, not to their deadline", async () => {
+    const a = await startProcess("gateway/testdata/library-server.js");
+    const b = await startProcess("gateway/testdata/library-server.js");
+    const proxy = await startTcpProxy(a.port);
+    const gw = await startProcess("gateway/testdata/library-gateway.js", {
+      env: {
+        LIBRARY_SERVICE_URL: `http://127.0.0.1:${proxy.port},${b.url}`,
+        RATE_LIMITS: "default=off",
+        UPSTREAM_PING_INTERVAL_MS: "200",
+        UPSTREAM_PING_TIMEOUT_MS: "200",
+        UPSTREAM_EJECT_BASE_MS: "500",
+      },
+    });
+    for (let i = 0; i < 20; i++) {
+      expect((await fetch(`${gw.url}/v1/shelves/warm${i}`)).status).toBe(200);
+    }
+    await expect.poll(() => callsIn(a)).toBeGreaterThan(0);
+    expect(proxy.accepted).toBe(1);
+
+    proxy.stall();
+    // Each call may take 5 s, far more than a PING interval and timeout: the calls that went
+    // to the stalled instance are answered by the other one once the session is given up.
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        fetch(`${gw.url}/v1/shelves/stalled${i}`, { headers: { "x-timeout-ms": "5000" } }).then(
+          (res) => res.status,
+        ),
+      ),
+    );
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(await metric(gw, "gateway_upstream_retries_total")).toBeGreaterThanOrEqual(1);
+    expect(await metric(gw, "gateway_upstream_ejections_total")).toBeGreaterThanOrEqual(1);
+
+    // Once the way is clear again, calls reach the instance on a new connection.
+    proxy.resume();
+    const before = callsIn(a);
+    await expect
+      .poll(
+        async () => {
+          await (await fetch(`${gw.url}/v1/shelves/back`)).arrayBuffer();
+          return callsIn(a);
+        },
+        { timeout: 5_000 },
+      )
+      .toBeGreaterThan(before);
+    expect(proxy.accepted).toBeGreaterThan(1);
+    await Promise.all([a.stop(), b.stop(), gw.stop(), proxy.close()]);
   });
 });

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { millisSchema } from "../config.ts";
 import { defaultEjectionPolicy, type EjectionPolicy } from "./balancer.ts";
 import { defaultRetryBudget, type RetryBudgetPolicy } from "./retry-budget.ts";
+import { defaultKeepalive, type KeepalivePolicy } from "./session-keeper.ts";
 
 /** When the breaker of a service opens and how it recovers. */
 export interface BreakerPolicy {
@@ -23,11 +24,13 @@ export const defaultBreakerPolicy: BreakerPolicy = {
   resetTimeoutMs: 5_000,
 };
 
-/** How calls to a service are balanced, broken off, ejected and retried. */
+/** How calls to a service are balanced, broken off, ejected and retried, and its sessions kept. */
 export interface ResiliencePolicy {
   readonly breaker: BreakerPolicy;
   readonly ejection: EjectionPolicy;
   readonly retryBudget: RetryBudgetPolicy;
+  /** How the HTTP/2 session to each instance notices a dead peer and lets an unused one go. */
+  readonly keepalive: KeepalivePolicy;
   /** The most attempts one call makes, the first included. */
   readonly maxAttempts: number;
   /** The first retry's backoff; each further retry doubles it, with full jitter. */
@@ -55,6 +58,9 @@ export const resilienceConfigShape = {
   UPSTREAM_RETRY_MAX_ATTEMPTS: count(3),
   UPSTREAM_RETRY_BACKOFF_MS: millisSchema.default(25),
   UPSTREAM_RETRY_BACKOFF_MAX_MS: millisSchema.default(1_000),
+  UPSTREAM_PING_INTERVAL_MS: millisSchema.default(defaultKeepalive.pingIntervalMs),
+  UPSTREAM_PING_TIMEOUT_MS: millisSchema.default(defaultKeepalive.pingTimeoutMs),
+  UPSTREAM_IDLE_TIMEOUT_MS: millisSchema.default(defaultKeepalive.idleTimeoutMs),
 };
 
 /** The resilience policy a configuration describes. */
@@ -78,6 +84,11 @@ export function resiliencePolicyOf(
       ratio: config.UPSTREAM_RETRY_BUDGET_PERCENT / 100,
       minRetries: config.UPSTREAM_RETRY_MIN_PER_WINDOW,
       windowMs: config.UPSTREAM_RETRY_WINDOW_MS,
+    },
+    keepalive: {
+      pingIntervalMs: config.UPSTREAM_PING_INTERVAL_MS,
+      pingTimeoutMs: config.UPSTREAM_PING_TIMEOUT_MS,
+      idleTimeoutMs: config.UPSTREAM_IDLE_TIMEOUT_MS,
     },
     maxAttempts: config.UPSTREAM_RETRY_MAX_ATTEMPTS,
     retryBaseMs: config.UPSTREAM_RETRY_BACKOFF_MS,

@@ -1,18 +1,14 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { type UniversalClientFn, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
-import {
-  compressionBrotli,
-  compressionGzip,
-  createNodeHttpClient,
-  Http2SessionManager,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
 import { isIdempotent } from "../call-policy.ts";
 import type { Log } from "../log.ts";
 import type { Registry, Watcher } from "../registry/registry.ts";
 import type { ResiliencePolicy } from "./policy.ts";
 import { createResilient, type ResilienceEvents } from "./resilient.ts";
 import { markUnanswered } from "./retryable.ts";
+import { createSessionKeeper, type SessionKeeper } from "./session-keeper.ts";
 
 /** Options of createBalancedTransport. */
 export interface BalancedTransportOptions {
@@ -33,13 +29,13 @@ export interface BalancedTransport extends Transport {
 }
 
 /**
- * The Connect transport (binary, HTTP/2) of one instance, with its HTTP/2 client wrapped: the
+ * The Connect transport (binary, HTTP/2) of one instance over its kept-alive session (PINGs, idle
+ * timeout: kit/balance/session-keeper.ts), with its HTTP/2 client wrapped: the
  * client's promise settles with the response headers, so a rejection the call's own signal did
  * not cause is a call the instance never answered, however Node and Connect name it (a reset as
  * Aborted, a lost session as Canceled, a refused connection as Unavailable).
  */
-function instanceTransport(baseUrl: string): Transport {
-  const session = new Http2SessionManager(baseUrl);
+function instanceTransport(baseUrl: string, session: SessionKeeper): Transport {
   const client = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => session });
   const httpClient: UniversalClientFn = (request) =>
     client(request).catch((err: unknown) => {
@@ -64,26 +60,30 @@ function instanceTransport(baseUrl: string): Transport {
  * any transport: `createClient(UserService, createBalancedTransport({...}))`.
  */
 export function createBalancedTransport(options: BalancedTransportOptions): BalancedTransport {
-  const { service, registry, defaultTimeoutMs } = options;
-  const transports = new Map<string, Transport>();
+  const { service, registry, defaultTimeoutMs, log } = options;
+  const transports = new Map<string, { transport: Transport; session: SessionKeeper }>();
   const resilient = createResilient<string>(service, {
     policy: options.policy,
-    log: options.log,
+    log,
     ...(options.events === undefined ? {} : { events: options.events }),
     nameOf: (url) => url,
   });
   const watcher: Watcher = registry.watch(service, (instances) => {
     const urls = instances.map((instance) => instance.address);
-    for (const url of transports.keys()) if (!urls.includes(url)) transports.delete(url);
+    for (const [url, { session }] of transports) {
+      if (urls.includes(url)) continue;
+      session.close();
+      transports.delete(url);
+    }
     for (const url of urls) {
-      if (!transports.has(url)) {
-        transports.set(url, instanceTransport(url));
-      }
+      if (transports.has(url)) continue;
+      const session = createSessionKeeper(url, { keepalive: options.policy.keepalive, log });
+      transports.set(url, { transport: instanceTransport(url, session), session });
     }
     resilient.update(urls);
   });
   const transportOf = (url: string): Transport => {
-    const transport = transports.get(url);
+    const transport = transports.get(url)?.transport;
     if (transport === undefined) {
       // Callers pass the message on to their own clients: it names no address.
       throw new ConnectError(`an instance of ${service} left the registry`, Code.Unavailable);
@@ -124,6 +124,7 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
     close() {
       watcher.close();
       resilient.close();
+      for (const { session } of transports.values()) session.close();
     },
   };
 }
