@@ -124,11 +124,8 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
   });
   const health = createHealth([]);
   const routes = createRouteTable(services);
-  // Tokens are checked with the keys of the first user service instance.
-  const verifier = createRemoteVerifier(
-    { ...config, USER_SERVICE_URL: config.USER_SERVICE_URL[0] as string },
-    log,
-  );
+  // Tokens are checked with keys fetched from the user service's instances in the registry.
+  const verifier = createRemoteVerifier(config, log, { registry, policy });
   const authenticate = createAuthenticator({ verifier, log });
   const rateLimits = createRateLimits(config, { log, registry: metrics.registry });
   const transcode = createTranscoder({
@@ -316,6 +313,7 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     upgrade,
     release: () => {
       for (const watcher of watchers) watcher.close();
+      verifier.close();
       registry.close();
       for (const upstream of upstreams.values()) upstream.close();
       rateLimits.close().catch((err: unknown) => log.warn({ err }, "closing rate limits failed"));

@@ -58,10 +58,11 @@ export async function createTaskServer({
   // The user service's instances, from the registry (USER_SERVICE_URL, or Consul), called
   // with the gateway's balancing, breaker and retries.
   const registry = openRegistry(config, log, { [UserService.typeName]: config.USER_SERVICE_URL });
+  const policy = resiliencePolicyOf(config);
   const userTransport = createBalancedTransport({
     service: UserService.typeName,
     registry,
-    policy: resiliencePolicyOf(config),
+    policy,
     defaultTimeoutMs: config.DEFAULT_DEADLINE_MS,
     log,
   });
@@ -80,7 +81,7 @@ export async function createTaskServer({
     ...createActivityRpcs(deps),
     ...createExportRpcs(deps),
   };
-  const verifier = createRemoteVerifier(config, log);
+  const verifier = createRemoteVerifier(config, log, { registry, policy });
   const server = createServer({
     config,
     log,
@@ -94,6 +95,7 @@ export async function createTaskServer({
     async close() {
       await server.close();
       userTransport.close();
+      verifier.close();
       registry.close();
       await db.close();
     },
