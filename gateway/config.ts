@@ -23,7 +23,7 @@ export const gatewayConfigSchema = serverConfigSchema(8080).extend({
   ...authConfigShape,
   ...rateLimitConfigShape,
   ...resilienceConfigShape,
-  // Every instance of the service; the first one also serves the keys tokens are checked with.
+  // Every instance of the service, which also serve the keys tokens are checked with.
   USER_SERVICE_URL: urlListSchema("http://127.0.0.1:50051"),
   TASK_SERVICE_URL: urlListSchema("http://127.0.0.1:50052"),
   FILE_SERVICE_URL: urlListSchema("http://127.0.0.1:50053"),
