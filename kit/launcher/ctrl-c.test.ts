@@ -35,7 +35,11 @@ function heldBody(release: Promise<void>): ReadableStream<Uint8Array> {
  * the rest of its body until `release()`. Each outcome is "<status> <body>" or "failed: …".
  */
 async function meshWithCallsInFlight(calls: number) {
-  const env = await meshEnv({ RATE_LIMITS: "default=off,auth=off", RATE_LIMIT_ACCOUNT: "off" });
+  const env = await meshEnv({
+    RATE_LIMITS: "default=off,auth=off",
+    RATE_LIMIT_ACCOUNT: "off",
+    LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+  });
   const mesh = startMesh(env, { detached: true });
   await mesh.ready();
   const gateway = `http://127.0.0.1:${env.GATEWAY_PORT}`;

@@ -12,7 +12,10 @@ describe("npm start restarts crashed processes", () => {
   it("restarts the task service after SIGKILL: later calls through the gateway succeed", {
     timeout: 120_000,
   }, async () => {
-    const env = await meshEnv({ MESH_RESTART_BACKOFF_MS: "200" });
+    const env = await meshEnv({
+      MESH_RESTART_BACKOFF_MS: "200",
+      LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+    });
     const mesh = startMesh(env);
     await mesh.ready();
     const gateway = `http://127.0.0.1:${env.GATEWAY_PORT}`;

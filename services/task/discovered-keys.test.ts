@@ -50,7 +50,10 @@ async function startDiscovering(server: Runnable): Promise<string> {
 
 beforeAll(async () => {
   consul = await startConsulApiDouble();
-  users = await startUserService({ CONSUL_HTTP_ADDR: consul.address });
+  users = await startUserService({
+    CONSUL_HTTP_ADDR: consul.address,
+    LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
+  });
   await vi.waitFor(() => {
     const registered = [...consul.services.values()].filter((s) => s.body.Name === userServiceName);
     expect(registered.map((s) => s.status)).toEqual(["passing"]);
