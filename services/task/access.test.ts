@@ -2,9 +2,11 @@
 // object of someone else's project and an id that names nothing run the same SQL and get the
 // same NotFound, so neither the answer nor its cost tells a stranger which ids exist.
 import { randomUUID } from "node:crypto";
-import { ConnectError } from "@connectrpc/connect";
-import { beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
+import pg from "pg";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { MemberRole, type Project, type Task } from "../../gen/protomesh/task/v1/task_pb.ts";
+import { testDatabaseUrl } from "../../test/support/database.ts";
 import { type TestUser, useTaskService } from "../../test/support/task-service.ts";
 
 const svc = useTaskService();
@@ -177,5 +179,49 @@ describe("an archived project", () => {
     await svc.connect.createTask({ projectId: p.id, task: { title: "New" } }, editor.call);
     await archive(true);
     await svc.connect.deleteProject({ id: p.id }, owner.call);
+  });
+});
+
+// PGlite runs one transaction at a time, so an archive cannot commit in the middle of a change.
+describe.skipIf(testDatabaseUrl === undefined)("a change racing an archive, on PostgreSQL", () => {
+  it("is refused when the archive commits between its access check and its write", async () => {
+    const p = await svc.projectWith(owner, "Racing");
+    const t = await svc.connect.createTask({ projectId: p.id, task: { title: "T" } }, owner.call);
+    const archiver = new pg.Client({ connectionString: svc.config.DATABASE_URL });
+    await archiver.connect();
+    try {
+      // The archive as UpdateProject makes it: the row locked, then changed, not yet committed.
+      await archiver.query("begin");
+      await archiver.query("select id from project where id = $1 for update", [p.id]);
+      await archiver.query("update project set archived = true where id = $1", [p.id]);
+      const changes = [
+        svc.connect.createTask({ projectId: p.id, task: { title: "Late" } }, owner.call),
+        svc.connect.createComment({ taskId: t.id, comment: { body: "late" } }, owner.call),
+      ].map((call) =>
+        call.then(
+          () => undefined,
+          (err: unknown) => ConnectError.from(err),
+        ),
+      );
+      // Both changes passed their access check and wait for the project's row.
+      await vi.waitFor(async () => {
+        const { rows } = await archiver.query(
+          "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        );
+        expect(rows[0].n).toBe(2);
+      });
+      await archiver.query("commit");
+      for (const error of await Promise.all(changes)) {
+        expect({ code: error?.code, message: error?.rawMessage }).toEqual({
+          code: Code.FailedPrecondition,
+          message: expect.stringContaining(`project ${p.id} is archived`),
+        });
+      }
+    } finally {
+      await archiver.end();
+    }
+    expect((await svc.connect.listTasks({ projectId: p.id }, owner.call)).tasks).toEqual([
+      expect.objectContaining({ id: t.id, commentCount: 0 }),
+    ]);
   });
 });

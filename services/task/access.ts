@@ -101,7 +101,27 @@ function check(
   if (role === null) {
     if (need !== "read") throw denied(need, "an admin who is not a member");
   } else if (rank[role] < rank[needed[need]]) throw denied(need, `a ${role}`);
-  if (project.archived && (options.changes ?? need !== "read")) throw archived(project.id);
+  if (options.changes ?? need !== "read") refuseArchived(project);
+}
+
+/** FailedPrecondition when the project is archived: the answer to every change in it. */
+export function refuseArchived(project: Pick<ProjectRow, "id" | "archived">): void {
+  if (project.archived) throw archived(project.id);
+}
+
+/**
+ * Inside a change's transaction, after `authorize` or `findTask` let it through: holds the
+ * project's row until the change commits (FOR SHARE, so changes in one project still run side
+ * by side) and refuses the change when the project was archived or deleted since the check. An
+ * archive that commits while the change waits for the row is seen, not written past.
+ */
+export async function holdOpen(tx: SqlEntityManager, projectId: string): Promise<void> {
+  const [row] = await tx.execute<{ archived: boolean }[]>(
+    "select archived from project where id = ? for share",
+    [projectId],
+  );
+  if (row === undefined) throw notFound("project", projectId);
+  refuseArchived({ id: projectId, archived: row.archived });
 }
 
 function denied(need: Need, who: string): ConnectError {

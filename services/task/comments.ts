@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import { createKeyset, findPage } from "../../kit/db/keyset.ts";
 import { parseUuid } from "../../kit/uuid.ts";
-import { findTask } from "./access.ts";
+import { findTask, holdOpen } from "./access.ts";
 import { recordActivity } from "./activity.ts";
 import { commentToProto } from "./convert.ts";
 import { Comment, type CommentRow, Task, type TaskRow } from "./entities.ts";
@@ -38,6 +38,7 @@ export function createCommentRpcs({
         createdAt: clock(),
       };
       await em.transactional(async (tx) => {
+        await holdOpen(tx, projectId);
         // A comment changes the task's etag and count, one comment at a time.
         const task = await lockForChange<TaskRow>(tx, Task, "task", taskId, "");
         tx.assign(task, { commentCount: task.commentCount + 1, version: task.version + 1 });

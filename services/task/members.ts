@@ -10,7 +10,7 @@ import { MemberSchema, TaskSchema } from "../../gen/protomesh/task/v1/task_pb.ts
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import { createKeyset, findPage } from "../../kit/db/keyset.ts";
 import { parseUuid } from "../../kit/uuid.ts";
-import { authorize, notFound } from "./access.ts";
+import { authorize, holdOpen, notFound, refuseArchived } from "./access.ts";
 import { changedFields, recordActivity } from "./activity.ts";
 import { memberToProto, roleFromProto, taskToProto } from "./convert.ts";
 import {
@@ -56,6 +56,7 @@ export function createMemberRpcs({
       const row: MemberRow = { projectId, userId, role, createdAt: clock() };
       try {
         await em.transactional(async (tx) => {
+          await holdOpen(tx, projectId);
           tx.create(ProjectMember, row);
           recordActivity(tx, {
             projectId,
@@ -102,7 +103,7 @@ export function createMemberRpcs({
       await authorize(em, caller, projectId, "manage");
       return em.transactional(async (tx) => {
         // One membership change of a project at a time, as for removals.
-        await lockForChange<ProjectRow>(tx, Project, "project", projectId, "");
+        refuseArchived(await lockForChange<ProjectRow>(tx, Project, "project", projectId, ""));
         const member = await findMember(tx, projectId, userId);
         if (member.role === role) return memberToProto(member);
         if (member.role === "owner") await refuseLastOwner(tx, projectId, userId);
@@ -133,7 +134,7 @@ export function createMemberRpcs({
       await em.transactional(async (tx) => {
         // One membership change of a project at a time, so that two owners removing each
         // other cannot leave it without one.
-        await lockForChange<ProjectRow>(tx, Project, "project", projectId, "");
+        refuseArchived(await lockForChange<ProjectRow>(tx, Project, "project", projectId, ""));
         const member = await findMember(tx, projectId, userId);
         if (member.role === "owner") await refuseLastOwner(tx, projectId, userId);
         const at = clock();

@@ -7,7 +7,7 @@ import {
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import { createKeyset, findPage } from "../../kit/db/keyset.ts";
 import { parseUuid } from "../../kit/uuid.ts";
-import { authorize } from "./access.ts";
+import { authorize, refuseArchived } from "./access.ts";
 import { changedFields, recordActivity } from "./activity.ts";
 import { projectToProto } from "./convert.ts";
 import { Project, ProjectMember, type ProjectRow } from "./entities.ts";
@@ -107,6 +107,7 @@ export function createProjectRpcs({
       await authorize(em, caller, id, "manage", { changes: values.archived !== false });
       return em.transactional(async (tx) => {
         const row = await lockForChange<ProjectRow>(tx, Project, "project", id, input.etag);
+        if (values.archived !== false) refuseArchived(row);
         const before = projectToProto(row);
         const changes = changedFields(
           ProjectSchema,

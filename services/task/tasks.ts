@@ -5,7 +5,7 @@ import { ForeignKeyConstraintViolationException } from "@mikro-orm/core";
 import { TaskPriority, TaskSchema } from "../../gen/protomesh/task/v1/task_pb.ts";
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import { parseUuid } from "../../kit/uuid.ts";
-import { authorize, findTask } from "./access.ts";
+import { authorize, findTask, holdOpen } from "./access.ts";
 import { changedFields, recordActivity } from "./activity.ts";
 import { type TaskLinks, taskToProto } from "./convert.ts";
 import { Task, type TaskRow } from "./entities.ts";
@@ -54,6 +54,7 @@ export function createTaskRpcs({
       };
       await write(projectId, () =>
         em.transactional(async (tx) => {
+          await holdOpen(tx, projectId);
           tx.create(Task, row);
           // The links reference the task: insert it first.
           await tx.flush();
@@ -90,6 +91,7 @@ export function createTaskRpcs({
       if (values.assigneeIds) await checkAssignees(em, users, projectId, values.assigneeIds, ctx);
       return write(projectId, () =>
         em.transactional(async (tx) => {
+          await holdOpen(tx, projectId);
           const row = await lockForChange<TaskRow>(tx, Task, "task", id, input.etag);
           const links = (await loadLinks(tx, [id]))(id);
           const before = taskToProto(row, links);
@@ -125,6 +127,7 @@ export function createTaskRpcs({
       const em = db.fork();
       const { projectId } = await findTask(em, id, ctx, "write");
       await em.transactional(async (tx) => {
+        await holdOpen(tx, projectId);
         await lockForChange<TaskRow>(tx, Task, "task", id, req.etag);
         // Comments, assignments and tag links go with it (on delete cascade).
         await tx.nativeDelete(Task, { id });
