@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Log } from "../kit/log.ts";
+import { openRedis } from "../kit/redis.ts";
 
 /** A token bucket: `points` tokens at most, refilled continuously at `points` per `durationMs`. */
 export interface BucketRule {
@@ -162,40 +162,12 @@ export interface RedisBucketOptions {
  */
 export function createRedisBuckets(options: RedisBucketOptions): BucketStore {
   const { timeoutMs, keyPrefix, log } = options;
-  const redis = new Redis(options.url, {
-    lazyConnect: true,
-    // A rate-limit check is in the path of every request: failing over at once beats queueing.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    connectionName: `protomesh-rate-limit-${process.pid}`,
-    disableClientInfo: true,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 3_000),
-  });
-  let down = false;
-  redis.on("error", (err: Error) => {
-    if (down) return;
-    down = true;
-    log.warn({ err }, "rate limits: Redis is unreachable; reconnecting with backoff");
-  });
-  redis.on("ready", () => {
-    if (!down) return;
-    down = false;
-    log.info("rate limits: Redis is reachable again");
-  });
-  // The first takes wait (boundedly) for the first connection rather than fail while it opens.
-  let connecting: Promise<unknown> | undefined = Promise.race([
-    redis.connect().catch(() => {}),
-    sleep(timeoutMs, undefined, { ref: false }),
-  ]).finally(() => {
-    connecting = undefined;
-  });
+  // A rate-limit check is in the path of every request: failing over at once beats queueing.
+  const connection = openRedis({ url: options.url, name: "rate-limit", timeoutMs, log });
   let closed = false;
   const clock = createRedisClock(timeoutMs);
 
-  const run = async (key: string, rule: BucketRule): Promise<unknown> => {
+  const run = async (redis: Redis, key: string, rule: BucketRule): Promise<unknown> => {
     // The deadline is taken as each command is sent, since each has its own timeout.
     const args = () =>
       [1, keyPrefix + key, rule.points, rule.durationMs, clock.deadline()] as const;
@@ -211,10 +183,10 @@ export function createRedisBuckets(options: RedisBucketOptions): BucketStore {
   return {
     async take(key, rule) {
       if (closed) throw new Error("the rate-limit store is closed");
-      if (connecting !== undefined) await connecting;
-      if (redis.status !== "ready") throw new Error(`Redis is unreachable (${redis.status})`);
+      await connection.ready();
+      const redis = connection.usable();
       if (!clock.synced()) await clock.sync(redis);
-      const reply = await run(key, rule);
+      const reply = await run(redis, key, rule);
       if (!Array.isArray(reply) || reply.length !== 5 || !reply.every(Number.isInteger)) {
         throw new Error(`unexpected reply from the rate-limit script: ${JSON.stringify(reply)}`);
       }
@@ -232,12 +204,7 @@ export function createRedisBuckets(options: RedisBucketOptions): BucketStore {
     async close() {
       if (closed) return;
       closed = true;
-      if (redis.status !== "ready") {
-        redis.disconnect();
-        return;
-      }
-      // QUIT is bounded by the command timeout; a Redis that does not answer is cut off.
-      await redis.quit().catch(() => redis.disconnect());
+      await connection.close();
     },
   };
 }

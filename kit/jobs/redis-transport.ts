@@ -1,5 +1,5 @@
-import { Redis } from "ioredis";
 import type { Log } from "../log.ts";
+import { openRedis, type RedisConnection, within } from "../redis.ts";
 import {
   deadLetterStream,
   type StreamEntry,
@@ -23,8 +23,6 @@ export interface RedisTransportOptions {
 type Arg = string | Buffer | number;
 type Command = [name: string, ...args: Arg[]];
 
-const RETRY_BASE_MS = 100;
-const RETRY_MAX_MS = 5_000;
 /** The stream field holding an entry's bytes. */
 const DATA_FIELD = "d";
 
@@ -39,10 +37,13 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
   const maxLen = options.maxLen ?? 1_000_000;
   const prefix = options.keyPrefix ?? "protomesh:";
   const log = options.log;
-  const commands = openConnection("commands", options.url, timeoutMs, log);
+  const commands = openRedis({ url: options.url, name: "jobs-commands", timeoutMs, log });
   // A blocking read holds its connection for up to BLOCK ms, so each consumer gets its own:
   // consumers of several streams in one process must not wait for one another.
-  const blockingByConsumer = new Map<string, { connection: Connection; turn: Promise<void> }>();
+  const blockingByConsumer = new Map<
+    string,
+    { connection: RedisConnection; turn: Promise<void> }
+  >();
   let closed = false;
   let closing: Promise<void> | undefined;
 
@@ -55,7 +56,7 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
   const send = async (command: Command): Promise<unknown> => {
     assertOpen();
     await commands.ready();
-    return usable(commands.redis).callBuffer(...command);
+    return commands.usable().callBuffer(...command);
   };
 
   /** Runs commands in one round trip, atomically with `multi`; one [error, reply] each. */
@@ -65,7 +66,7 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
   ): Promise<[error: Error | null, reply: unknown][]> => {
     assertOpen();
     await commands.ready();
-    const redis = usable(commands.redis);
+    const redis = commands.usable();
     const chain = atomic ? redis.multi() : redis.pipeline();
     for (const command of list) chain.callBuffer(...command);
     const results = await chain.exec();
@@ -83,7 +84,14 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
     let lane = blockingByConsumer.get(consumer);
     if (!lane) {
       lane = {
-        connection: openConnection("blocking", options.url, timeoutMs, log),
+        connection: openRedis({
+          url: options.url,
+          name: "jobs-blocking",
+          timeoutMs,
+          // Each read bounds itself: its reply may come after BLOCK ms.
+          commandTimeout: false,
+          log,
+        }),
         turn: Promise.resolve(),
       };
       blockingByConsumer.set(consumer, lane);
@@ -94,7 +102,7 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
     const turn = lane.turn.then(async () => {
       if (closed) return null;
       await connection.ready();
-      const redis = usable(connection.redis);
+      const redis = connection.usable();
       let onClose = noop;
       // A read cut off with its connection is never answered nor failed by ioredis (we
       // disabled resending it): fail it when the socket closes instead of at the timeout.
@@ -363,98 +371,11 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
         closed = true;
         // Dropping the socket is what ends a read blocked in Redis; it then resolves to [].
         for (const { connection } of blockingByConsumer.values()) connection.redis.disconnect();
-        await quit(commands.redis, timeoutMs);
+        await commands.close();
       })();
       return closing;
     },
   };
-}
-
-interface Connection {
-  readonly redis: Redis;
-  /** Waits (boundedly) for the first connection attempt, which the first use starts. */
-  ready(): Promise<void>;
-}
-
-function openConnection(
-  role: "commands" | "blocking",
-  url: string,
-  timeoutMs: number,
-  log: Log,
-): Connection {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    // Fail fast while disconnected rather than queue without bound; callers retry.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    // A command lost with its connection already failed by timeout; resending it later
-    // would only duplicate work the caller retries anyway (or redeliver to nobody).
-    autoResendUnfulfilledCommands: false,
-    connectTimeout: timeoutMs,
-    // The blocking connection bounds each read itself: its reply may come after BLOCK ms.
-    commandTimeout: role === "commands" ? timeoutMs : undefined,
-    connectionName: `protomesh-jobs-${role}-${process.pid}`,
-    disableClientInfo: true,
-    retryStrategy: (attempt) =>
-      Math.min(RETRY_BASE_MS * 2 ** Math.min(attempt - 1, 10), RETRY_MAX_MS),
-  });
-  let down = false;
-  redis.on("error", (err: Error) => {
-    if (down) return;
-    down = true;
-    log.warn({ err, role }, "Redis connection failed; reconnecting with backoff");
-  });
-  redis.on("ready", () => {
-    if (!down) return;
-    down = false;
-    log.info({ role }, "Redis connection restored");
-  });
-  let first: Promise<void> | undefined;
-  let attempted = false;
-  return {
-    redis,
-    async ready() {
-      if (attempted) return;
-      // Without the offline queue a command sent before the socket is up fails at once,
-      // so the first ones wait for the initial attempt (its failure is logged above).
-      first ??= redis
-        .connect()
-        .then(noop, noop)
-        .finally(() => {
-          attempted = true;
-        });
-      await within(first, timeoutMs, () => new Error("connect timeout")).catch(noop);
-    },
-  };
-}
-
-/** The connection, if it can take commands now: failing fast is better than queueing. */
-function usable(redis: Redis): Redis {
-  if (redis.status === "ready") return redis;
-  if (redis.status === "end") throw new Error("the Redis connection is closed");
-  throw new Error(`Redis is unreachable (connection ${redis.status})`);
-}
-
-/** Ends a connection gracefully when it is up, at once otherwise or when QUIT hangs. */
-async function quit(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status !== "ready") {
-    redis.disconnect();
-    return;
-  }
-  try {
-    await within(redis.quit(), timeoutMs, () => new Error("QUIT timed out"));
-  } catch {
-    redis.disconnect();
-  }
-}
-
-/** Settles like `promise`, or rejects with `onTimeout()` after `ms`. */
-function within<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function hasCode(err: unknown, code: string): boolean {
