@@ -130,30 +130,35 @@ describe("an archived project", () => {
       );
     await archive(true);
     const writes = [
-      svc.connect.createTask({ projectId: p.id, task: { title: "New" } }, editor.call),
-      svc.connect.updateTask(
-        { task: { id: t.id, tags: ["x"] }, updateMask: { paths: ["tags"] } },
-        editor.call,
-      ),
-      svc.connect.deleteTask({ id: t.id }, editor.call),
-      svc.connect.createComment({ taskId: t.id, comment: { body: "hi" } }, editor.call),
-      svc.connect.addMember(
-        { projectId: p.id, member: { userId: stranger.id, role: MemberRole.VIEWER } },
-        owner.call,
-      ),
-      svc.connect.updateMember(
-        { projectId: p.id, userId: viewer.id, role: MemberRole.EDITOR },
-        owner.call,
-      ),
-      svc.connect.removeMember({ projectId: p.id, userId: editor.id }, owner.call),
-      svc.connect.removeMember({ projectId: p.id, userId: viewer.id }, viewer.call),
-      svc.connect.updateProject(
-        { project: { id: p.id, name: "Renamed" }, updateMask: { paths: ["name"] } },
-        owner.call,
-      ),
+      () => svc.connect.createTask({ projectId: p.id, task: { title: "New" } }, editor.call),
+      () =>
+        svc.connect.updateTask(
+          { task: { id: t.id, tags: ["x"] }, updateMask: { paths: ["tags"] } },
+          editor.call,
+        ),
+      () => svc.connect.deleteTask({ id: t.id }, editor.call),
+      () => svc.connect.createComment({ taskId: t.id, comment: { body: "hi" } }, editor.call),
+      () =>
+        svc.connect.addMember(
+          { projectId: p.id, member: { userId: stranger.id, role: MemberRole.VIEWER } },
+          owner.call,
+        ),
+      () =>
+        svc.connect.updateMember(
+          { projectId: p.id, userId: viewer.id, role: MemberRole.EDITOR },
+          owner.call,
+        ),
+      () => svc.connect.removeMember({ projectId: p.id, userId: editor.id }, owner.call),
+      () => svc.connect.removeMember({ projectId: p.id, userId: viewer.id }, viewer.call),
+      () =>
+        svc.connect.updateProject(
+          { project: { id: p.id, name: "Renamed" }, updateMask: { paths: ["name"] } },
+          owner.call,
+        ),
     ];
+    // One after the other: each is refused on its own, not because of another.
     for (const write of writes) {
-      const error = await write.then(
+      const error = await write().then(
         () => undefined,
         (err: unknown) => ConnectError.from(err),
       );
