@@ -1,6 +1,16 @@
 import type { Log } from "../log.ts";
 import { openRedis, type RedisConnection, within } from "../redis.ts";
 import {
+  asArray,
+  asArrayOrEmpty,
+  asNumber,
+  asText,
+  DATA_FIELD,
+  hasCode,
+  parseEntry,
+  toBuffer,
+} from "./redis-replies.ts";
+import {
   deadLetterStream,
   type StreamEntry,
   type StreamStats,
@@ -22,9 +32,6 @@ export interface RedisTransportOptions {
 
 type Arg = string | Buffer | number;
 type Command = [name: string, ...args: Arg[]];
-
-/** The stream field holding an entry's bytes. */
-const DATA_FIELD = "d";
 
 const noop = () => {};
 
@@ -376,58 +383,4 @@ export function createRedisTransport(options: RedisTransportOptions): StreamTran
       return closing;
     },
   };
-}
-
-function hasCode(err: unknown, code: string): boolean {
-  return err instanceof Error && err.message.startsWith(code);
-}
-
-function toBuffer(data: Uint8Array): Buffer {
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
-
-function asArray(value: unknown): unknown[] {
-  if (!Array.isArray(value)) throw new Error(`unexpected Redis reply: ${String(value)}`);
-  return value;
-}
-
-function asArrayOrEmpty(value: unknown): unknown[] {
-  return value === undefined || value === null ? [] : asArray(value);
-}
-
-function asText(value: unknown): string {
-  if (Buffer.isBuffer(value)) return value.toString();
-  if (typeof value === "string" || typeof value === "number") return String(value);
-  throw new Error(`unexpected Redis reply: ${String(value)}`);
-}
-
-function asNumber(value: unknown): number {
-  const number = typeof value === "number" ? value : Number(asText(value));
-  if (!Number.isFinite(number)) throw new Error(`unexpected Redis reply: ${String(value)}`);
-  return number;
-}
-
-/**
- * Parses `[id, [field, value, …]]`; `data` is undefined for an entry deleted from the stream
- * (trimmed), which Redis returns with nil fields. Undefined for no entry at all.
- */
-function parseEntry(
-  raw: unknown,
-  log: Log,
-): { id: string; data: Uint8Array | undefined } | undefined {
-  if (raw === null || raw === undefined) return undefined;
-  const [rawId, fields] = asArray(raw);
-  const id = asText(rawId);
-  if (fields === null || fields === undefined) return { id, data: undefined };
-  const list = asArray(fields);
-  for (let i = 0; i + 1 < list.length; i += 2) {
-    const value = list[i + 1];
-    if (asText(list[i]) === DATA_FIELD && Buffer.isBuffer(value)) {
-      // A copy: the reply buffer may be a view into a much larger socket chunk.
-      return { id, data: new Uint8Array(value) };
-    }
-  }
-  // Not written by this transport: empty bytes are no valid envelope, so it gets dead-lettered.
-  log.warn({ id }, `stream entry without a "${DATA_FIELD}" field`);
-  return { id, data: new Uint8Array() };
 }
