@@ -1,7 +1,9 @@
+import http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../gen/grpc/health/v1/health_pb.ts";
+import { refusedHeader } from "./balance/retryable.ts";
 import { methodTimeouts } from "./call-policy.ts";
 import type { ServerConfig } from "./config.ts";
 import { applyDeadline, type DeadlinePolicy } from "./deadline.ts";
@@ -72,6 +74,15 @@ export interface Server {
 const alwaysOpen = (path: string) =>
   path.startsWith("/grpc.health.v1.Health/") || path.startsWith("/grpc.reflection.");
 
+/** True for a gRPC call (not gRPC-Web) over HTTP/2. */
+function isGrpcOverHttp2(req: NodeRequest): req is http2.Http2ServerRequest {
+  const type = req.headers["content-type"] ?? "";
+  return (
+    req instanceof http2.Http2ServerRequest &&
+    (type === "application/grpc" || /^application\/grpc[+;]/.test(type))
+  );
+}
+
 /**
  * Creates a server that accepts gRPC (HTTP/2 cleartext), Connect and gRPC-Web (HTTP/1.1 and
  * HTTP/2) on one port, plus /healthz, /readyz and /metrics, with health and reflection.
@@ -114,7 +125,9 @@ export function createServer(options: ServerOptions): Server {
     shutdownSignal: shutdown.signal,
     requestGate(ctx) {
       if (serving.draining && ctx.service.typeName !== Health.typeName) {
-        throw new ConnectError("server is shutting down", Code.Unavailable);
+        throw new ConnectError("server is shutting down", Code.Unavailable, {
+          [refusedHeader]: "draining",
+        });
       }
     },
     fallback: (req, res) => {
@@ -137,6 +150,15 @@ export function createServer(options: ServerOptions): Server {
 
   const handle: DualHandler = (req, res) => {
     const path = pathOf(req);
+    // A draining server resets a new gRPC call with REFUSED_STREAM: gRPC clients know that
+    // nothing ran and send it again (RFC 9113 §8.7). Connect and gRPC-Web calls are refused by
+    // the request gate below, with a header that says the same to protomesh's clients.
+    if (serving.draining && !alwaysOpen(path) && isGrpcOverHttp2(req)) {
+      // Node reports the reset as an error of the stream on this side too: it is the answer.
+      req.stream.on("error", () => {});
+      req.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
     applyDeadline(req.headers, path, deadline);
     if (!alwaysOpen(path)) {
       inFlight.enter();

@@ -4,7 +4,7 @@ import type { Log } from "../log.ts";
 import { type Balancer, createBalancer, type Lease } from "./balancer.ts";
 import type { ResiliencePolicy } from "./policy.ts";
 import { createRetryBudget } from "./retry-budget.ts";
-import { mayRetry, type RetryableCall, wasUnanswered } from "./retryable.ts";
+import { mayRetry, type RetryableCall, wasRefused, wasUnanswered } from "./retryable.ts";
 
 /** What the resilience of a service reports, for metrics. */
 export interface ResilienceEvents {
@@ -39,6 +39,8 @@ export interface Held<E> {
 export interface Resilient<E> {
   /** Replaces the endpoints, keeping the state of those that stay. */
   update(endpoints: readonly E[]): void;
+  /** Says whether an endpoint serves, from its health: one that does not gets no calls. */
+  setServing(endpoint: E, serving: boolean): void;
   /**
    * Runs a call: `attempt` gets an endpoint and the time left; failures go again on another
    * endpoint when the retry rule allows (kit/balance/retryable.ts). Fails fast with Unavailable
@@ -55,7 +57,7 @@ export interface Resilient<E> {
 
 // Codes that say the service (or the way to it) failed, not the request: they count against
 // the breaker and the endpoint, as does a call the endpoint dropped unanswered whatever its
-// code. Client errors never do.
+// code. Client errors never do, nor does a call an instance refused unrun (it is draining).
 const serverFailures = new Set([
   Code.Unavailable,
   Code.DeadlineExceeded,
@@ -65,6 +67,7 @@ const serverFailures = new Set([
 
 /** True when a call's failure is the service's, not the caller's. */
 export function isServerFailure(err: unknown): boolean {
+  if (wasRefused(err)) return false;
   return wasUnanswered(err) || serverFailures.has(ConnectError.from(err).code);
 }
 
@@ -128,6 +131,7 @@ export function createResilient<E>(service: string, options: ResilientOptions<E>
 
   return {
     update: (endpoints) => balancer.update(endpoints),
+    setServing: (endpoint, serving) => balancer.setServing(endpoint, serving),
 
     async call(call, attempt) {
       const deadline = performance.now() + call.timeoutMs;
@@ -147,7 +151,8 @@ export function createResilient<E>(service: string, options: ResilientOptions<E>
           if (n + 1 >= policy.maxAttempts) throw err;
           const backoff = Math.random() * Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** n);
           if (performance.now() + backoff >= deadline) throw err;
-          if (!budget.tryRetry()) {
+          // A refusal cost the instance nothing: only the other retries draw on the budget.
+          if (!wasRefused(err) && !budget.tryRetry()) {
             events?.onBudgetExhausted?.(service);
             throw err;
           }

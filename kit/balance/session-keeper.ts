@@ -6,6 +6,7 @@
 // list on its hot path, so both it and the services' balanced transport use this one instead.
 import http2 from "node:http2";
 import type { Log } from "../log.ts";
+import { markRefused } from "./retryable.ts";
 
 /** How sessions to upstream instances notice a dead peer and let go of unused connections. */
 export interface KeepalivePolicy {
@@ -103,6 +104,7 @@ export function createSessionKeeper(
     // Node takes a flat raw list as it is; its typings only know header objects.
     const stream = session.request(headers as http2.OutgoingHttpHeaders);
     opened(stream);
+    noteRefusal(stream);
     return stream;
   }
 
@@ -116,6 +118,7 @@ export function createSessionKeeper(
         requestOptions,
       );
       opened(stream);
+      noteRefusal(stream);
       return Promise.resolve(stream);
     },
     notifyResponseByteRead: () => {},
@@ -125,6 +128,17 @@ export function createSessionKeeper(
       current = undefined;
     },
   };
+}
+
+/**
+ * Marks the error of a stream the instance resets with REFUSED_STREAM, as a draining server
+ * does, so that the retry rule knows the call never ran (kit/balance/retryable.ts). Node has set
+ * the reset code by the time the stream emits its error.
+ */
+function noteRefusal(stream: http2.ClientHttp2Stream): void {
+  stream.once("error", (err) => {
+    if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) markRefused(err);
+  });
 }
 
 /**
