@@ -1,7 +1,9 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { watchHealth } from "../kit/balance/health-watch.ts";
 import type { ResiliencePolicy } from "../kit/balance/policy.ts";
 import { createResilient, type ResilienceEvents } from "../kit/balance/resilient.ts";
+import { createSessionKeeper } from "../kit/balance/session-keeper.ts";
 import { isIdempotent, methodPath } from "../kit/call-policy.ts";
 import {
   type CallOptions,
@@ -13,13 +15,14 @@ import {
 } from "./upstream.ts";
 
 /** Options of createServiceUpstream. */
-export interface ServiceUpstreamOptions extends Omit<UpstreamOptions, "keepalive"> {
+export interface ServiceUpstreamOptions extends Omit<UpstreamOptions, "sessions"> {
   readonly policy: ResiliencePolicy;
   readonly events?: ResilienceEvents;
 }
 
 /**
- * All instances of one upstream service: calls go to the less busy of two healthy instances,
+ * All instances of one upstream service: calls go to the less busy of two healthy instances
+ * (serving, by the health Watch of each: kit/balance/health-watch.ts, and not ejected),
  * through one circuit breaker for the service, and idempotent unary calls that got no answer
  * are retried on another instance within the service's retry budget and the call's deadline
  * (kit/balance).
@@ -47,30 +50,40 @@ export function createServiceUpstream(
   urls: readonly string[],
   options: ServiceUpstreamOptions,
 ): ServiceUpstream {
-  const instances = new Map<string, Upstream>();
+  const instances = new Map<string, { upstream: Upstream; health: { close(): void } }>();
+  const { log } = options;
   const resilient = createResilient<Upstream>(service, {
     policy: options.policy,
-    log: options.log,
+    log,
     ...(options.events === undefined ? {} : { events: options.events }),
     nameOf: (upstream) => upstream.baseUrl,
   });
 
+  function open(url: string) {
+    const sessions = createSessionKeeper(url, { keepalive: options.policy.keepalive, log });
+    const upstream = createUpstream(service, url, { ...options, sessions });
+    const health = watchHealth(service, url, sessions, {
+      log,
+      onServing: (serving) => resilient.setServing(upstream, serving),
+    });
+    return { upstream, health };
+  }
+  const close = ({ upstream, health }: { upstream: Upstream; health: { close(): void } }) => {
+    health.close();
+    upstream.close();
+  };
+
   function update(next: readonly string[]): void {
-    for (const [url, upstream] of instances) {
+    for (const [url, instance] of instances) {
       if (!next.includes(url)) {
-        upstream.close();
+        close(instance);
         instances.delete(url);
       }
     }
     for (const url of next) {
-      if (!instances.has(url)) {
-        instances.set(
-          url,
-          createUpstream(service, url, { ...options, keepalive: options.policy.keepalive }),
-        );
-      }
+      if (!instances.has(url)) instances.set(url, open(url));
     }
-    resilient.update([...instances.values()]);
+    resilient.update([...instances.values()].map((instance) => instance.upstream));
   }
   update(urls);
 
@@ -110,7 +123,7 @@ export function createServiceUpstream(
     },
     close() {
       resilient.close();
-      for (const upstream of instances.values()) upstream.close();
+      for (const instance of instances.values()) close(instance);
     },
   };
 }

@@ -8,7 +8,7 @@ import {
   errorFromJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
 import { markUnanswered } from "../kit/balance/retryable.ts";
-import { createSessionKeeper, type KeepalivePolicy } from "../kit/balance/session-keeper.ts";
+import type { SessionKeeper } from "../kit/balance/session-keeper.ts";
 import type { Log } from "../kit/log.ts";
 import { drainedOrClosed } from "../kit/node-http.ts";
 
@@ -74,8 +74,8 @@ export interface Upstream {
 export interface UpstreamOptions {
   /** The largest response message (or unary response body) accepted from the upstream. */
   readonly maxResponseBytes: number;
-  /** PINGs and the idle timeout of the session (kit/balance/session-keeper.ts). */
-  readonly keepalive: KeepalivePolicy;
+  /** The kept-alive session to the instance (PINGs, idle timeout: kit/balance/session-keeper.ts). */
+  readonly sessions: SessionKeeper;
   readonly log: Log;
 }
 
@@ -94,10 +94,9 @@ export function createUpstream(
   baseUrl: string,
   options: UpstreamOptions,
 ): Upstream {
-  const { log } = options;
+  const { log, sessions } = options;
   const { host: authority, protocol } = new URL(baseUrl);
   const scheme = protocol.slice(0, -1);
-  const sessions = createSessionKeeper(baseUrl, { keepalive: options.keepalive, log });
   let closed = false;
 
   // The client learns which service is unavailable, never where it runs: the address and the

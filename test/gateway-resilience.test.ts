@@ -73,6 +73,48 @@ describe("several instances behind the gateway", () => {
     await Promise.all([a.stop(), gw.stop()]);
   });
 
+  it("fails none of 2,500 reads and writes while one of two instances restarts under load", async () => {
+    const { a, b, gw } = await startPair();
+    const total = 2_500;
+    let sent = 0;
+    const failures: string[] = [];
+    const worker = async () => {
+      while (sent < total) {
+        const i = sent++;
+        // Every other call a write, which only a refusal (nothing ran) lets go again.
+        const res =
+          i % 2 === 0
+            ? await fetch(`${gw.url}/v1/shelves/s${i}`)
+            : await fetch(`${gw.url}/v1/books/b${i}:archive`, {
+                method: "POST",
+                headers: { "content-type": "application/json" },
+                body: JSON.stringify({ reason: "old" }),
+              });
+        const text = await res.text();
+        if (res.status !== 200) failures.push(`${res.status} ${text}`);
+      }
+    };
+    const workers = Array.from({ length: 8 }, worker);
+    await expect.poll(() => sent, { timeout: 20_000 }).toBeGreaterThan(400);
+    await b.stop();
+    const restarted = await startProcess("gateway/testdata/library-server.js", {
+      env: { PORT: String(b.port) },
+    });
+    await Promise.all(workers);
+    expect(failures).toEqual([]);
+    // The restarted instance is routed to again.
+    await expect
+      .poll(
+        async () => {
+          await fetch(`${gw.url}/v1/shelves/again`);
+          return callsIn(restarted);
+        },
+        { timeout: 10_000 },
+      )
+      .toBeGreaterThan(0);
+    await Promise.all([a.stop(), restarted.stop(), gw.stop()]);
+  });
+
   it("retries a read that an instance cut off before answering, and never a write", async () => {
     const a = await startProcess("gateway/testdata/library-server.js");
     const cut = await startResettingServer();
@@ -144,7 +186,8 @@ describe("several instances behind the gateway", () => {
   it("opens the breaker when every instance is down, fails fast with 503, and closes once they are back", async () => {
     const { a, b, gw } = await startPair({ UPSTREAM_BREAKER_RESET_MS: "2000" });
     const ports = [a.port, b.port];
-    await Promise.all([a.stop(), b.stop()]);
+    // Crashed, not drained: a drained instance says NOT_SERVING and gets no calls at all.
+    await Promise.all([a.stop("SIGKILL"), b.stop("SIGKILL")]);
     // Enough failed calls to open the breaker.
     for (let i = 0; i < 30; i++) await (await fetch(`${gw.url}/v1/shelves/x`)).arrayBuffer();
     expect(await metric(gw, "gateway_upstream_breaker_state")).toBe(2);

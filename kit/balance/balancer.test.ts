@@ -93,7 +93,9 @@ describe("power-of-two-choices balancer", () => {
       const lease = fresh.pick();
       lease?.release(i % 2 === 0 ? "failure" : "success");
     }
-    expect(fresh.snapshot()).toEqual([{ endpoint: "x", inFlight: 0, ejected: false }]);
+    expect(fresh.snapshot()).toEqual([
+      { endpoint: "x", inFlight: 0, ejected: false, serving: true },
+    ]);
   });
 
   it("keeps the state of instances that stay when the set changes", () => {
@@ -121,5 +123,39 @@ describe("retry budget", () => {
     let later = 0;
     while (budget.tryRetry()) later++;
     expect(later).toBe(2);
+  });
+});
+
+describe("instances' health in the balancer", () => {
+  it("never picks an instance that does not serve, and picks it again once it serves", () => {
+    const balancer = createBalancer<string>();
+    balancer.update(["a", "b"]);
+    balancer.setServing("b", false);
+    const picks = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const lease = balancer.pick();
+      if (lease !== undefined) picks.add(lease.endpoint);
+      lease?.release("success");
+    }
+    expect([...picks]).toEqual(["a"]);
+    balancer.setServing("b", true);
+    for (let i = 0; i < 50; i++) {
+      const lease = balancer.pick();
+      if (lease !== undefined) picks.add(lease.endpoint);
+      lease?.release("success");
+    }
+    expect([...picks].sort()).toEqual(["a", "b"]);
+  });
+
+  it("picks none when no instance serves, and keeps the status of an instance that stays", () => {
+    const balancer = createBalancer<string>();
+    balancer.update(["a"]);
+    balancer.setServing("a", false);
+    expect(balancer.pick()).toBeUndefined();
+    balancer.update(["a", "b"]);
+    expect(balancer.snapshot().map((s) => [s.endpoint, s.serving])).toEqual([
+      ["a", false],
+      ["b", true],
+    ]);
   });
 });

@@ -38,12 +38,17 @@ export interface Balancer<T> {
   /** Replaces the set of instances, keeping the state of those that stay. */
   update(endpoints: readonly T[]): void;
   /**
-   * Picks an instance for a call: of two random instances not ejected (and not in `avoid`, if
-   * others remain), the one with fewer calls in flight. Undefined when there is none.
+   * Says whether an instance serves, as its health reports it: one that does not is never
+   * picked until it serves again. Every instance serves until told otherwise.
+   */
+  setServing(endpoint: T, serving: boolean): void;
+  /**
+   * Picks an instance for a call: of two random serving instances not ejected (and not in
+   * `avoid`, if others remain), the one with fewer calls in flight. Undefined when there is none.
    */
   pick(avoid?: ReadonlySet<T>): Lease<T> | undefined;
-  /** The instances, with their calls in flight and whether they are ejected now. */
-  snapshot(): { endpoint: T; inFlight: number; ejected: boolean }[];
+  /** The instances, with their calls in flight, whether they are ejected now and serve. */
+  snapshot(): { endpoint: T; inFlight: number; ejected: boolean; serving: boolean }[];
 }
 
 interface State<T> {
@@ -52,6 +57,7 @@ interface State<T> {
   consecutiveFailures: number;
   ejections: number;
   ejectedUntil: number;
+  serving: boolean;
 }
 
 /**
@@ -110,12 +116,17 @@ export function createBalancer<T>(
             consecutiveFailures: 0,
             ejections: 0,
             ejectedUntil: 0,
+            serving: true,
           },
       );
     },
+    setServing(endpoint, serving) {
+      const state = states.find((s) => s.endpoint === endpoint);
+      if (state !== undefined) state.serving = serving;
+    },
     pick(avoid) {
       const at = now();
-      let candidates = states.filter((s) => !isEjected(s, at));
+      let candidates = states.filter((s) => s.serving && !isEjected(s, at));
       if (avoid !== undefined && avoid.size > 0) {
         const others = candidates.filter((s) => !avoid.has(s.endpoint));
         if (others.length > 0) candidates = others;
@@ -141,6 +152,7 @@ export function createBalancer<T>(
         endpoint: s.endpoint,
         inFlight: s.inFlight,
         ejected: isEjected(s, at),
+        serving: s.serving,
       }));
     },
   };

@@ -1,10 +1,11 @@
 // The service-to-service transport between real processes: two instances of the gateway's test
 // contract's server, found through a static registry, called with a generated client.
 import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { LibraryService } from "../../gateway/testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
-import { killAllProcesses, startProcess } from "../../test/support/process.ts";
+import { killAllProcesses, type StartedProcess, startProcess } from "../../test/support/process.ts";
 import { startResettingServer } from "../../test/support/resetting-server.ts";
 import { settle } from "../../test/support/settle.ts";
 import { createLogger } from "../log.ts";
@@ -20,21 +21,26 @@ const policy = resiliencePolicyOf(z.object(resilienceConfigShape).parse({}));
 /** A generated client over a balanced transport to the instances at `urls`, and its closing. */
 function libraryClient(urls: readonly string[]) {
   const registry = createStaticRegistry({ [LibraryService.typeName]: urls });
+  let retries = 0;
   const transport = createBalancedTransport({
     service: LibraryService.typeName,
     registry,
     policy,
     defaultTimeoutMs: 5_000,
     log,
+    events: { onRetry: () => retries++ },
   });
   return {
     client: createClient(LibraryService, transport),
+    retries: () => retries,
     close() {
       transport.close();
       registry.close();
     },
   };
 }
+
+const callsIn = (p: StartedProcess) => p.logs.filter((l) => l.msg === "call").length;
 
 describe("balanced transport", () => {
   it("spreads a client's calls over the instances, streams included", async () => {
@@ -44,7 +50,6 @@ describe("balanced transport", () => {
     for (let i = 0; i < 20; i++) {
       expect(await client.getShelf({ shelfId: `s${i}` })).toMatchObject({ id: `s${i}` });
     }
-    const callsIn = (p: typeof a) => p.logs.filter((l) => l.msg === "call").length;
     await expect.poll(() => callsIn(a)).toBeGreaterThan(2);
     await expect.poll(() => callsIn(b)).toBeGreaterThan(2);
     const titles: string[] = [];
@@ -74,5 +79,48 @@ describe("balanced transport", () => {
     expect(reads.filter((r) => !r.ok).map((r) => !r.ok && r.error.code)).toEqual([]);
     close();
     await Promise.all([a.stop(), cut.close()]);
+  });
+
+  it("sends a write that an instance refused unrun (REFUSED_STREAM, as when draining) to another instance", async () => {
+    const a = await startProcess("gateway/testdata/library-server.js");
+    const refusing = await startResettingServer("refused-stream");
+    const { client, close } = libraryClient([a.url, refusing.url]);
+    const writes = [];
+    for (let i = 0; i < 30; i++) {
+      writes.push(await settle(client.archiveBook({ name: `b${i}`, reason: "old" })));
+    }
+    expect(refusing.requests()).toBeGreaterThan(0);
+    expect(writes.filter((r) => !r.ok).map((r) => !r.ok && r.error.message)).toEqual([]);
+    close();
+    await Promise.all([a.stop(), refusing.close()]);
+  });
+
+  it("stops sending calls to an instance whose health turns NOT_SERVING, so none is refused", async () => {
+    const a = await startProcess("gateway/testdata/library-server.js");
+    const b = await startProcess("gateway/testdata/library-server.js", {
+      env: { SHUTDOWN_GRACE_MS: "5000" },
+    });
+    const { client, retries, close } = libraryClient([a.url, b.url]);
+    for (let i = 0; i < 10; i++) await client.getShelf({ shelfId: `s${i}` });
+    // A slow call keeps b draining while the others go.
+    const direct = createClient(
+      LibraryService,
+      createConnectTransport({ baseUrl: b.url, httpVersion: "2" }),
+    );
+    const slow = direct.getShelf({ shelfId: "slow", delayMs: 3_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = b.stop();
+    await expect.poll(() => b.logs.some((l) => l.msg === "draining")).toBe(true);
+    // The transport heard NOT_SERVING from b's health Watch as b logged it.
+    await new Promise((r) => setTimeout(r, 100));
+    const results = [];
+    for (let i = 0; i < 20; i++) {
+      results.push(await settle(client.archiveBook({ name: `b${i}`, reason: "old" })));
+    }
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(retries()).toBe(0);
+    await slow;
+    close();
+    await Promise.all([a.stop(), stopped]);
   });
 });

@@ -1,13 +1,11 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { type UniversalClientFn, validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
-import { createTransport } from "@connectrpc/connect/protocol-connect";
-import { compressionBrotli, compressionGzip, createNodeHttpClient } from "@connectrpc/connect-node";
 import { isIdempotent } from "../call-policy.ts";
 import type { Log } from "../log.ts";
 import type { Registry, Watcher } from "../registry/registry.ts";
+import { watchHealth } from "./health-watch.ts";
+import { instanceTransport } from "./instance-transport.ts";
 import type { ResiliencePolicy } from "./policy.ts";
 import { createResilient, type ResilienceEvents } from "./resilient.ts";
-import { markUnanswered } from "./retryable.ts";
 import { createSessionKeeper, type SessionKeeper } from "./session-keeper.ts";
 
 /** Options of createBalancedTransport. */
@@ -29,56 +27,43 @@ export interface BalancedTransport extends Transport {
 }
 
 /**
- * The Connect transport (binary, HTTP/2) of one instance over its kept-alive session (PINGs, idle
- * timeout: kit/balance/session-keeper.ts), with its HTTP/2 client wrapped: the
- * client's promise settles with the response headers, so a rejection the call's own signal did
- * not cause is a call the instance never answered, however Node and Connect name it (a reset as
- * Aborted, a lost session as Canceled, a refused connection as Unavailable).
- */
-function instanceTransport(baseUrl: string, session: SessionKeeper): Transport {
-  const client = createNodeHttpClient({ httpVersion: "2", sessionProvider: () => session });
-  const httpClient: UniversalClientFn = (request) =>
-    client(request).catch((err: unknown) => {
-      const error = ConnectError.from(err);
-      throw request.signal?.aborted === true ? error : markUnanswered(error);
-    });
-  return createTransport({
-    baseUrl,
-    httpClient,
-    useBinaryFormat: true,
-    interceptors: [],
-    acceptCompression: [compressionGzip, compressionBrotli],
-    sendCompression: null,
-    ...validateReadWriteMaxBytes(undefined, undefined, undefined),
-  });
-}
-
-/**
  * Creates the client side of service-to-service calls: a Connect transport (binary, HTTP/2)
- * over the instances the registry reports for a service, with the gateway's balancing, circuit
+ * over the instances the registry reports for a service, each one's health watched, with the
+ * gateway's balancing, circuit
  * breaker, ejection and retries of idempotent calls (kit/balance). Generated clients use it like
  * any transport: `createClient(UserService, createBalancedTransport({...}))`.
  */
 export function createBalancedTransport(options: BalancedTransportOptions): BalancedTransport {
   const { service, registry, defaultTimeoutMs, log } = options;
-  const transports = new Map<string, { transport: Transport; session: SessionKeeper }>();
+  const transports = new Map<
+    string,
+    { transport: Transport; session: SessionKeeper; health: { close(): void } }
+  >();
   const resilient = createResilient<string>(service, {
     policy: options.policy,
     log,
     ...(options.events === undefined ? {} : { events: options.events }),
     nameOf: (url) => url,
   });
+  const closeInstance = (instance: { session: SessionKeeper; health: { close(): void } }) => {
+    instance.health.close();
+    instance.session.close();
+  };
   const watcher: Watcher = registry.watch(service, (instances) => {
     const urls = instances.map((instance) => instance.address);
-    for (const [url, { session }] of transports) {
+    for (const [url, instance] of transports) {
       if (urls.includes(url)) continue;
-      session.close();
+      closeInstance(instance);
       transports.delete(url);
     }
     for (const url of urls) {
       if (transports.has(url)) continue;
       const session = createSessionKeeper(url, { keepalive: options.policy.keepalive, log });
-      transports.set(url, { transport: instanceTransport(url, session), session });
+      const health = watchHealth(service, url, session, {
+        log,
+        onServing: (serving) => resilient.setServing(url, serving),
+      });
+      transports.set(url, { transport: instanceTransport(url, session), session, health });
     }
     resilient.update(urls);
   });
@@ -124,7 +109,7 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
     close() {
       watcher.close();
       resilient.close();
-      for (const { session } of transports.values()) session.close();
+      for (const instance of transports.values()) closeInstance(instance);
     },
   };
 }
