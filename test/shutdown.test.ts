@@ -1,4 +1,6 @@
 // Graceful shutdown of a real process: SIGTERM while a call is in flight.
+
+import http2 from "node:http2";
 import { Code, createClient } from "@connectrpc/connect";
 import {
   createConnectTransport,
@@ -11,6 +13,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/grpc/health/v1/health_pb.ts";
 import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
+import { grpcFrame } from "./support/grpc-wire.ts";
 import { killAllProcesses, startProcess } from "./support/process.ts";
 import { delay, settle, within } from "./support/settle.ts";
 
@@ -50,6 +53,26 @@ async function startSlowServer(graceMs: number, slowMs: number) {
   return { server, users, health };
 }
 
+/** The HTTP/2 reset code of one gRPC GetMe call to `url` (0 when the stream was not reset). */
+async function refusedStreamCode(url: string): Promise<number> {
+  const session = http2.connect(url);
+  try {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": `/${UserService.typeName}/GetMe`,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    stream.end(grpcFrame(new Uint8Array()));
+    stream.resume();
+    await new Promise((resolve) => stream.once("close", resolve));
+    return stream.rstCode ?? 0;
+  } finally {
+    session.close();
+  }
+}
+
 describe("graceful shutdown of the slow-server test double (kit runProcess + createServer)", () => {
   it("drains on SIGTERM: NOT_SERVING, new calls refused, the in-flight call completes, exit 0", async () => {
     const graceMs = 5000;
@@ -77,6 +100,10 @@ describe("graceful shutdown of the slow-server test double (kit runProcess + cre
 
       const late = await settle(users.getMe({}));
       expect(late.ok ? "answered" : late.error.code).toBe(Code.Unavailable);
+      // Refused unrun, and said so: protomesh's clients send such a call to another instance.
+      expect(late.ok ? "" : late.error.metadata.get("protomesh-refused")).toBe("draining");
+      // A gRPC call is reset with REFUSED_STREAM, which gRPC clients know means the same.
+      expect(await refusedStreamCode(server.url)).toBe(http2.constants.NGHTTP2_REFUSED_STREAM);
       // Both were answered while the first call was still being served, i.e. while draining.
       expect(inFlightSettled).toBe(false);
 
