@@ -39,9 +39,10 @@ export interface Balancer<T> {
   update(endpoints: readonly T[]): void;
   /**
    * Says whether an instance serves, as its health reports it: one that does not is never
-   * picked until it serves again. Every instance serves until told otherwise.
+   * picked until it serves again. Every instance serves until told otherwise. True when this
+   * changed the instance's status.
    */
-  setServing(endpoint: T, serving: boolean): void;
+  setServing(endpoint: T, serving: boolean): boolean;
   /**
    * Picks an instance for a call: of two random serving instances not ejected (and not in
    * `avoid`, if others remain), the one with fewer calls in flight. Undefined when there is none.
@@ -122,7 +123,9 @@ export function createBalancer<T>(
     },
     setServing(endpoint, serving) {
       const state = states.find((s) => s.endpoint === endpoint);
-      if (state !== undefined) state.serving = serving;
+      if (state === undefined || state.serving === serving) return false;
+      state.serving = serving;
+      return true;
     },
     pick(avoid) {
       const at = now();

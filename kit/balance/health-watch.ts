@@ -11,7 +11,7 @@ import { instanceTransport } from "./instance-transport.ts";
 import type { SessionKeeper } from "./session-keeper.ts";
 
 /** How long a broken Watch waits before it is opened again: doubling from the first to the last. */
-export const watchRetryMs = { first: 250, last: 5_000 } as const;
+const watchRetryMs = { first: 250, last: 5_000 } as const;
 
 /**
  * Watches the health of `service` on the instance at `baseUrl`, over its session, and tells

@@ -12,6 +12,8 @@ export interface ResilienceEvents {
   onEject?(service: string, endpoint: string, ms: number): void;
   onRetry?(service: string): void;
   onBudgetExhausted?(service: string): void;
+  /** An instance's health Watch reported a change: it serves, or it does not. */
+  onServing?(service: string, endpoint: string, serving: boolean): void;
 }
 
 /** Options of createResilient. */
@@ -131,7 +133,11 @@ export function createResilient<E>(service: string, options: ResilientOptions<E>
 
   return {
     update: (endpoints) => balancer.update(endpoints),
-    setServing: (endpoint, serving) => balancer.setServing(endpoint, serving),
+    setServing(endpoint, serving) {
+      if (!balancer.setServing(endpoint, serving)) return;
+      log.info({ service, endpoint: nameOf(endpoint), serving }, "instance health changed");
+      events?.onServing?.(service, nameOf(endpoint), serving);
+    },
 
     async call(call, attempt) {
       const deadline = performance.now() + call.timeoutMs;

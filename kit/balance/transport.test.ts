@@ -22,22 +22,33 @@ const policy = resiliencePolicyOf(z.object(resilienceConfigShape).parse({}));
 function libraryClient(urls: readonly string[]) {
   const registry = createStaticRegistry({ [LibraryService.typeName]: urls });
   let retries = 0;
+  const notServing = new Set<string>();
   const transport = createBalancedTransport({
     service: LibraryService.typeName,
     registry,
     policy,
     defaultTimeoutMs: 5_000,
     log,
-    events: { onRetry: () => retries++ },
+    events: {
+      onRetry: () => retries++,
+      onServing: (_, url, serving) => (serving ? notServing.delete(url) : notServing.add(url)),
+    },
   });
   return {
     client: createClient(LibraryService, transport),
     retries: () => retries,
+    notServing: () => [...notServing],
     close() {
       transport.close();
       registry.close();
     },
   };
+}
+
+/** The calls a process is serving now, from its /metrics. */
+async function inFlight(p: StartedProcess): Promise<number> {
+  const text = await (await fetch(`${p.url}/metrics`)).text();
+  return Number(/^rpc_server_in_flight (\d+)$/m.exec(text)?.[1]);
 }
 
 const callsIn = (p: StartedProcess) => p.logs.filter((l) => l.msg === "call").length;
@@ -100,7 +111,7 @@ describe("balanced transport", () => {
     const b = await startProcess("gateway/testdata/library-server.js", {
       env: { SHUTDOWN_GRACE_MS: "5000" },
     });
-    const { client, retries, close } = libraryClient([a.url, b.url]);
+    const { client, retries, notServing, close } = libraryClient([a.url, b.url]);
     for (let i = 0; i < 10; i++) await client.getShelf({ shelfId: `s${i}` });
     // A slow call keeps b draining while the others go.
     const direct = createClient(
@@ -108,11 +119,10 @@ describe("balanced transport", () => {
       createConnectTransport({ baseUrl: b.url, httpVersion: "2" }),
     );
     const slow = direct.getShelf({ shelfId: "slow", delayMs: 3_000 });
-    await new Promise((r) => setTimeout(r, 300));
+    await expect.poll(() => inFlight(b)).toBe(1);
     const stopped = b.stop();
-    await expect.poll(() => b.logs.some((l) => l.msg === "draining")).toBe(true);
-    // The transport heard NOT_SERVING from b's health Watch as b logged it.
-    await new Promise((r) => setTimeout(r, 100));
+    // The transport hears NOT_SERVING on b's health Watch as b starts to drain.
+    await expect.poll(notServing).toEqual([b.url]);
     const results = [];
     for (let i = 0; i < 20; i++) {
       results.push(await settle(client.archiveBook({ name: `b${i}`, reason: "old" })));
