@@ -171,10 +171,10 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
           const message = bindRequest(route, bindings, query, body);
           return stream.send(toBinary(method.input, message));
         })
-        .then(
-          () => ws.resume(),
-          (err: unknown) => fail(err),
-        );
+        .catch((err: unknown) => fail(err))
+        // Also after a failure: a message that arrives once the session has failed must not
+        // leave the socket paused, or the client's half of the closing handshake is never read.
+        .finally(() => ws.resume());
     });
 
     (async () => {

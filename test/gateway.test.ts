@@ -214,6 +214,7 @@ describe("REST through the gateway", () => {
         const ws = new WebSocket(chatUrl, protocols);
         ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
         ws.once("open", () => reject(new Error("the WebSocket opened without a valid token")));
+        ws.once("error", reject);
       });
     expect(await refusal([])).toBe(401);
     expect(await refusal(["json", "bearer.not-a-token"])).toBe(401);
@@ -225,7 +226,10 @@ describe("REST through the gateway", () => {
     const frames: unknown[] = [];
     ws.on("message", (data) => frames.push(JSON.parse(String(data))));
     ws.once("open", () => ws.send(JSON.stringify({ question: "hello?" })));
-    const code = await new Promise<number>((resolve) => ws.once("close", resolve));
+    const code = await new Promise<number>((resolve, reject) => {
+      ws.once("close", resolve);
+      ws.once("error", reject);
+    });
     expect(ws.protocol).toBe("json");
     expect(frames).toEqual([{ error: expect.objectContaining({ code: Code.Unimplemented }) }]);
     expect(code).toBe(4000 + Code.Unimplemented);
