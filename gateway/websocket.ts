@@ -136,8 +136,6 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
       finished = true;
       const error = ConnectError.from(err);
       stream.cancel(error);
-      // A paused socket would never read the client's half of the closing handshake.
-      ws.resume();
       closeWithError(ws, error);
     };
     ws.once("close", (code) => {
@@ -172,8 +170,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
           return stream.send(toBinary(method.input, message));
         })
         .catch((err: unknown) => fail(err))
-        // Also after a failure: a message that arrives once the session has failed must not
-        // leave the socket paused, or the client's half of the closing handshake is never read.
+        // Also after a failure, and for a message that arrives once the session has failed: a
+        // paused socket would never read the client's half of the closing handshake.
         .finally(() => ws.resume());
     });
 

@@ -235,6 +235,22 @@ describe("REST through the gateway", () => {
     expect(code).toBe(4000 + Code.Unimplemented);
   });
 
+  it("ends a failed WebSocket session even when the client's message arrives after the failure", async () => {
+    const token = await tokenFor("late@example.com");
+    const ws = new WebSocket(`${gateway.url.replace("http", "ws")}/v1/conversations/c1:chat`, [
+      "json",
+      `bearer.${token}`,
+    ]);
+    ws.once("open", () => ws.send(JSON.stringify({ question: "hello?" })));
+    // The error frame says the session has failed; this message reaches the gateway after it.
+    ws.once("message", () => ws.send(JSON.stringify({ question: "still there?" })));
+    const code = await new Promise<number>((resolve, reject) => {
+      ws.once("close", resolve);
+      ws.once("error", reject);
+    });
+    expect(code).toBe(4000 + Code.Unimplemented);
+  });
+
   it("refuses an oversized chunked body (no Content-Length) with 413", async () => {
     const chunk = new TextEncoder().encode(" ".repeat(1024));
     let sent = 0;
