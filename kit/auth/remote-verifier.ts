@@ -1,3 +1,4 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { z } from "zod";
 import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
@@ -12,6 +13,7 @@ import type { RegistryConfig } from "../registry/config.ts";
 import { openRegistry } from "../registry/open-registry.ts";
 import type { Registry } from "../registry/registry.ts";
 import { createRemoteKeySource } from "./jwks-source.ts";
+import { pollRevocations, revocationConfigShape } from "./revocations.ts";
 import { createTokenVerifier, type TokenVerifier } from "./token-verifier.ts";
 
 /** Settings of a process that verifies the user service's tokens. */
@@ -20,6 +22,7 @@ export const authConfigShape = {
   USER_SERVICE_URL: z.url().default("http://127.0.0.1:50051"),
   JWT_ISSUER: z.string().default("protomesh"),
   JWT_AUDIENCE: z.string().default("protomesh"),
+  ...revocationConfigShape,
 };
 
 /** The settings createRemoteVerifier reads. */
@@ -28,6 +31,7 @@ export interface RemoteVerifierConfig extends RegistryConfig {
   readonly JWT_ISSUER: string;
   readonly JWT_AUDIENCE: string;
   readonly DEFAULT_DEADLINE_MS: number;
+  readonly REVOCATION_POLL_MS: number;
 }
 
 /** What a process may share with its verifier. */
@@ -45,7 +49,8 @@ export interface RemoteVerifier extends TokenVerifier {
 
 /**
  * A verifier for any process but the user service: keys come from the user service's GetJwks,
- * cached and refetched when a token names an unknown key. The calls go to the instances the
+ * cached and refetched when a token names an unknown key, and the revoked accounts from its
+ * ListRevocations, polled every REVOCATION_POLL_MS. The calls go to the instances the
  * registry reports (USER_SERVICE_URL, or Consul), through kit/balance like every other
  * service-to-service call.
  */
@@ -66,14 +71,27 @@ export function createRemoteVerifier(
   });
   const users = createClient(UserService, transport);
   const keys = createRemoteKeySource({ fetchJwks: (signal) => users.getJwks({}, { signal }), log });
+  const revocations = pollRevocations({
+    fetch: async (signal) => {
+      const { revocations } = await users.listRevocations({}, { signal });
+      return revocations.map((r) => ({
+        userId: r.userId,
+        revokedBeforeSec: r.revokeTime ? timestampDate(r.revokeTime).getTime() / 1000 : 0,
+      }));
+    },
+    intervalMs: config.REVOCATION_POLL_MS,
+    log,
+  });
   const verifier = createTokenVerifier({
     keys,
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
+    revocations,
   });
   return {
     verify: (token) => verifier.verify(token),
     close() {
+      revocations.close();
       transport.close();
       if (options.registry === undefined) registry.close();
     },

@@ -216,4 +216,22 @@ describe("token verifier", () => {
     );
     await expect(strict.verify(soon)).rejects.toMatchObject({ reason: "expired" });
   });
+
+  it("refuses a token of a revoked account issued before the revocation, not one issued at it", async () => {
+    const revokedBeforeSec = nowSec() - 100;
+    const revoking = createTokenVerifier({
+      keys: createStaticKeySource({ keys: [edJwk] }),
+      revocations: {
+        isRevoked: async (userId, iat) => userId === "user-1" && iat < revokedBeforeSec,
+      },
+    });
+    await expect(revoking.verify(await sign({ iat: revokedBeforeSec - 1 }))).rejects.toMatchObject({
+      reason: "revoked",
+    });
+    await expect(revoking.verify(await sign({ iat: revokedBeforeSec }))).resolves.toMatchObject({
+      userId: "user-1",
+    });
+    const other = await sign({ sub: "user-2", iat: revokedBeforeSec - 1 });
+    await expect(revoking.verify(other)).resolves.toMatchObject({ userId: "user-2" });
+  });
 });

@@ -1,6 +1,7 @@
 import { decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from "jose";
 import type { Identity } from "./identity.ts";
 import type { KeySource } from "./jwks-source.ts";
+import type { RevocationList } from "./revocations.ts";
 
 /** Why a token was refused; for the server log only, never for the caller. */
 export type InvalidTokenReason =
@@ -13,7 +14,8 @@ export type InvalidTokenReason =
   | "wrong_issuer"
   | "wrong_audience"
   | "wrong_type"
-  | "invalid_claims";
+  | "invalid_claims"
+  | "revoked";
 
 /** A token that does not prove an identity, with the reason. */
 export class InvalidTokenError extends Error {
@@ -37,6 +39,8 @@ export interface TokenVerifierOptions {
   readonly clockSkewSec?: number;
   /** Allow-list of header "alg" values; by default both TokenAlgorithms. */
   readonly algorithms?: readonly TokenAlgorithm[];
+  /** Accounts whose earlier tokens are refused; none by default. */
+  readonly revocations?: RevocationList;
   /** The clock; for tests. */
   readonly now?: () => Date;
 }
@@ -58,6 +62,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     audience = "protomesh",
     clockSkewSec = 30,
     algorithms = ["EdDSA", "ES256"],
+    revocations,
     now = () => new Date(),
   } = options;
   const allowed: ReadonlySet<string> = new Set(algorithms);
@@ -113,7 +118,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       if (iat > currentDate.getTime() / 1000 + clockSkewSec) {
         throw new InvalidTokenError("not_yet_valid", '"iat" is in the future');
       }
-      return identityFrom(payload);
+      const identity = identityFrom(payload);
+      if (await revocations?.isRevoked(identity.userId, iat)) {
+        throw new InvalidTokenError("revoked", "the account's earlier tokens were revoked");
+      }
+      return identity;
     },
   };
 }

@@ -3,7 +3,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { LockMode, UniqueConstraintViolationException } from "@mikro-orm/core";
-import { UserRegisteredSchema } from "../../gen/protomesh/user/v1/events_pb.ts";
+import type { SqlEntityManager } from "@mikro-orm/postgresql";
+import {
+  UserDeletedSchema,
+  UserDisabledSchema,
+  UserRegisteredSchema,
+} from "../../gen/protomesh/user/v1/events_pb.ts";
 import { Role, type UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import type { Database } from "../../kit/db/database.ts";
@@ -14,12 +19,18 @@ import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
 import { User, type UserRow, VerificationToken } from "./entities.ts";
 import type { SigningKeys } from "./keys.ts";
+import type { PasswordCheck } from "./password-check.ts";
 import { hashPassword } from "./passwords.ts";
+import type { Revocations } from "./revocations.ts";
 import { newOpaqueToken, tokenHash } from "./tokens.ts";
 import { checkPassword, normalizeDisplayName, normalizeEmail } from "./validation.ts";
 
-/** The stream the user service publishes its events to. */
-export const userEventsStream = "user.events";
+/** The streams the user service publishes its events to, one per event type. */
+export const userStreams = {
+  registered: "user.registered",
+  deleted: "user.deleted",
+  disabled: "user.disabled",
+} as const;
 
 /** ListUsers page size: 50 by default, larger requests clamped to 200. */
 const userPages = { size: 50, max: 200 };
@@ -31,30 +42,29 @@ export interface AccountDeps {
   readonly keys: SigningKeys;
   readonly pageTokens: PageTokens;
   readonly config: UserConfig;
+  readonly revocations: Revocations;
+  readonly passwords: PasswordCheck;
 }
 
 type AccountRpcs = Omit<
   ServiceImpl<typeof UserService>,
-  | "login"
-  | "refresh"
-  | "logout"
-  | "logoutAll"
-  | "changePassword"
-  | "deleteMe"
-  | "disableUser"
-  | "enableUser"
-  | "listRevocations"
+  "login" | "refresh" | "logout" | "changePassword" | "logoutAll" | "listRevocations"
 >;
 
 const notFound = (id: string) => new ConnectError(`user ${id} not found`, Code.NotFound);
 
-/** Registration, verification, profiles, the admin RPCs and the public keys. */
+/**
+ * Registration, verification, profiles, deletion, the admin RPCs and the public keys. Deleting,
+ * disabling and changing the role of an account end its sessions (see revocations.ts).
+ */
 export function createAccountRpcs({
   db,
   jobs,
   keys,
   pageTokens,
   config,
+  revocations,
+  passwords,
 }: AccountDeps): AccountRpcs {
   const adminEmail = config.ADMIN_EMAIL?.toLowerCase();
 
@@ -82,6 +92,7 @@ export function createAccountRpcs({
         // not at registration: whoever registered the address first could not otherwise.
         role: "member",
         emailVerified: false,
+        disabled: false,
         createdAt: now,
         updatedAt: now,
       };
@@ -102,7 +113,7 @@ export function createAccountRpcs({
             verificationToken: token,
             expireTime: timestampFromDate(expires),
           });
-          jobs.publish(em, userEventsStream, UserRegisteredSchema, event, traceparentOf(ctx));
+          jobs.publish(em, userStreams.registered, UserRegisteredSchema, event, traceparentOf(ctx));
         });
       } catch (err) {
         if (err instanceof UniqueConstraintViolationException) {
@@ -207,26 +218,84 @@ export function createAccountRpcs({
       }
       const id = parseUuid(req.id, "id");
       const role = req.role === Role.ADMIN ? "admin" : "member";
-      return db.fork().transactional(async (em) => {
-        // The admins' rows stay locked until the change commits: two admins demoting each
-        // other at once cannot both succeed and leave nobody to administer the accounts.
-        const admins = await em.find(
-          User,
-          { role: "admin" },
-          { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: "asc" } },
-        );
+      const changed = await db.fork().transactional(async (em) => {
+        const admins = await lockAdmins(em);
         const user = await em.findOne(User, { id });
         if (!user) throw notFound(req.id);
-        if (user.role === "admin" && role !== "admin" && admins.length <= 1) {
-          throw new ConnectError(
-            "the last admin cannot be demoted; make another account admin first",
-            Code.FailedPrecondition,
-          );
+        if (user.role === "admin" && role !== "admin" && admins <= 1) {
+          throw lastAdmin("be demoted");
         }
-        user.role = role;
-        user.updatedAt = new Date();
-        return userToProto(user);
+        if (user.role !== role) {
+          user.role = role;
+          user.updatedAt = new Date();
+          // Tokens name the roles they were issued with: the account signs in again.
+          await revocations.revoke(em, user.id);
+        }
+        return user;
       });
+      await revocations.list.reload();
+      return userToProto(changed);
+    },
+
+    async deleteMe(req, ctx) {
+      const { userId } = requireIdentity(ctx);
+      const account = await db.fork().findOne(User, { id: userId }, { fields: ["email"] });
+      const user = account && (await passwords.confirm(account.email, req.password));
+      if (!user) throw new ConnectError("wrong password", Code.Unauthenticated);
+      await db.fork().transactional(async (em) => {
+        if (user.role === "admin" && (await lockAdmins(em)) <= 1) {
+          throw lastAdmin("delete its account");
+        }
+        await revocations.revoke(em, userId);
+        // Its refresh and verification tokens go with it (on delete cascade).
+        await em.nativeDelete(User, { id: userId });
+        await em.execute("delete from login_throttle where email = ?", [user.email]);
+        const event = create(UserDeletedSchema, {
+          userId,
+          deleteTime: timestampFromDate(new Date()),
+        });
+        jobs.publish(em, userStreams.deleted, UserDeletedSchema, event, traceparentOf(ctx));
+      });
+      await revocations.list.reload();
+      return {};
+    },
+
+    async disableUser(req, ctx) {
+      const id = parseUuid(req.id, "id");
+      if (id === requireIdentity(ctx).userId) {
+        throw new ConnectError("an admin cannot disable its own account", Code.FailedPrecondition);
+      }
+      const user = await db.fork().transactional(async (em) => {
+        const user = await em.findOne(User, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (!user) throw notFound(req.id);
+        if (!user.disabled) {
+          user.disabled = true;
+          user.updatedAt = new Date();
+          await revocations.revoke(em, id);
+          const event = create(UserDisabledSchema, {
+            userId: id,
+            disableTime: timestampFromDate(user.updatedAt),
+          });
+          jobs.publish(em, userStreams.disabled, UserDisabledSchema, event, traceparentOf(ctx));
+        }
+        return user;
+      });
+      await revocations.list.reload();
+      return userToProto(user);
+    },
+
+    async enableUser(req) {
+      const id = parseUuid(req.id, "id");
+      const em = db.fork();
+      const user = await em.findOne(User, { id });
+      if (!user) throw notFound(req.id);
+      if (user.disabled) {
+        // Its earlier tokens stay revoked: the account logs in again.
+        user.disabled = false;
+        user.updatedAt = new Date();
+        await em.flush();
+      }
+      return userToProto(user);
     },
 
     async getJwks() {
@@ -245,6 +314,26 @@ export function createAccountRpcs({
     },
   };
 }
+
+/**
+ * Locks the rows of the enabled admins until the transaction ends and counts them: two admins
+ * demoting or deleting each other at once cannot both succeed and leave nobody to administer
+ * the accounts.
+ */
+async function lockAdmins(em: SqlEntityManager): Promise<number> {
+  const admins = await em.find(
+    User,
+    { role: "admin", disabled: false },
+    { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: "asc" }, fields: ["id"] },
+  );
+  return admins.length;
+}
+
+const lastAdmin = (what: string) =>
+  new ConnectError(
+    `the last admin cannot ${what}; make another account admin first`,
+    Code.FailedPrecondition,
+  );
 
 function traceparentOf(ctx: HandlerContext): string | undefined {
   return ctx.requestHeader.get("traceparent") ?? undefined;

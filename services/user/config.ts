@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { revocationConfigShape } from "../../kit/auth/revocations.ts";
 import { flagSchema, serverConfigSchema } from "../../kit/config.ts";
 import { databaseConfigShape } from "../../kit/db/database.ts";
 import { jobsConfigShape } from "../../kit/jobs/jobs.ts";
@@ -11,6 +12,7 @@ export const userConfigSchema = serverConfigSchema(50051).extend({
   ...databaseConfigShape,
   ...jobsConfigShape,
   ...mailConfigShape,
+  ...revocationConfigShape,
   /** The account registered with this email becomes an admin. */
   ADMIN_EMAIL: z.email().optional(),
   JWT_ISSUER: z.string().default("protomesh"),

@@ -16,6 +16,7 @@ export function userToProto(row: UserRow, redactEmail = false): User {
     displayName: row.displayName,
     role: roleToProto(row.role),
     emailVerified: row.emailVerified,
+    disabled: row.disabled,
     createTime: timestampFromDate(row.createdAt),
     updateTime: timestampFromDate(row.updatedAt),
   });

@@ -12,6 +12,8 @@ export const User = defineEntity({
     displayName: p.text(),
     role: p.enum(["member", "admin"] as const),
     emailVerified: p.boolean(),
+    /** A disabled account cannot log in or refresh; DisableUser and EnableUser set it. */
+    disabled: p.boolean(),
     createdAt: p.datetime(),
     updatedAt: p.datetime(),
   },
@@ -79,6 +81,22 @@ export const LoginThrottle = defineEntity({
   },
 });
 
+/**
+ * Access tokens of an account issued before `revokedBefore` are refused by every service. Kept
+ * as long as such a token could otherwise be valid, and after the account itself is deleted.
+ */
+export const TokenRevocation = defineEntity({
+  name: "TokenRevocation",
+  tableName: "token_revocation",
+  properties: {
+    userId: p.uuid().primary(),
+    revokedBefore: p.datetime(),
+  },
+});
+
+/** A revocation as loaded from the database. */
+export type TokenRevocationRow = InferEntity<typeof TokenRevocation>;
+
 /** Every entity of the user service, with the toolkit's outbox. */
 export const userEntities = [
   ...jobEntities,
@@ -87,4 +105,5 @@ export const userEntities = [
   VerificationToken,
   SigningKey,
   LoginThrottle,
+  TokenRevocation,
 ];

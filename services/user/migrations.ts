@@ -49,9 +49,24 @@ class CreateAccounts extends Migration {
   }
 }
 
+class AddRevocations extends Migration {
+  override async up(): Promise<void> {
+    this.addSql("alter table app_user add column disabled boolean not null default false");
+    // One row per account, kept after the account is deleted: its tokens stay refused.
+    this.addSql(`create table token_revocation (
+      user_id uuid primary key,
+      revoked_before timestamptz not null
+    )`);
+    this.addSql(
+      "create index token_revocation_revoked_before on token_revocation (revoked_before)",
+    );
+  }
+}
+
 /** The user service's schema, in order: the toolkit's tables, then its own. */
 export const userMigrations: readonly MigrationEntry[] = [
   ...serverSecretMigrations,
   ...jobMigrations,
   { name: "user-0001-accounts", class: CreateAccounts },
+  { name: "user-0002-revocations", class: AddRevocations },
 ];

@@ -3,7 +3,7 @@ import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
 import { createTokenVerifier } from "../../kit/auth/token-verifier.ts";
 import { openServiceDatabase } from "../../kit/db/database.ts";
 import { loadServerSecret } from "../../kit/db/server-secret.ts";
-import { createJobs, openTransport } from "../../kit/jobs/jobs.ts";
+import { createJobs, type Jobs, openTransport } from "../../kit/jobs/jobs.ts";
 import type { Log } from "../../kit/log.ts";
 import { createMailer } from "../../kit/mail/mailer.ts";
 import { createMetrics } from "../../kit/metrics.ts";
@@ -16,6 +16,8 @@ import { createCurrentRoleInterceptor } from "./current-role.ts";
 import { userEntities } from "./entities.ts";
 import { loadSigningKeys } from "./keys.ts";
 import { userMigrations } from "./migrations.ts";
+import { createPasswordCheck } from "./password-check.ts";
+import { createRevocationRpcs, createRevocations } from "./revocations.ts";
 import { createSessionRpcs } from "./sessions.ts";
 import { consumeVerificationMail } from "./verification-mail.ts";
 
@@ -28,6 +30,8 @@ export interface UserServerDeps {
 /** The running user service: its server, and the lifecycle of everything behind it. */
 export interface UserServer extends Runnable {
   readonly server: Server;
+  /** Its events (see userStreams), for consumers in the same process. */
+  readonly jobs: Jobs;
 }
 
 /**
@@ -57,11 +61,15 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
   });
   consumeVerificationMail(jobs, mailer, config.PUBLIC_URL);
   const pageTokens = createPageTokens(await loadServerSecret(db, "page-tokens"));
-  // The user service verifies tokens with its own keys: it is the one that publishes them.
+  const revocations = createRevocations(db, config, log);
+  const passwords = createPasswordCheck(db, config, log);
+  // The user service verifies tokens with its own keys and revocations: it is the one that
+  // publishes them.
   const verifier = createTokenVerifier({
     keys,
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
+    revocations: revocations.list,
   });
   const server = createServer({
     config,
@@ -69,14 +77,16 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
     metrics,
     services: [
       bindService(UserService, {
-        ...createAccountRpcs({ db, jobs, keys, pageTokens, config }),
-        ...createSessionRpcs({ db, keys, config, log }),
+        ...createAccountRpcs({ db, jobs, keys, pageTokens, config, revocations, passwords }),
+        ...createSessionRpcs({ db, keys, config, log, passwords, revocations }),
+        ...createRevocationRpcs(db, revocations),
       }),
     ],
     interceptors: [createAuthInterceptor({ verifier, log }), createCurrentRoleInterceptor(db)],
   });
   return {
     server,
+    jobs,
     async listen() {
       const port = await server.listen();
       await jobs.start();
@@ -85,6 +95,7 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
     async close() {
       await server.close();
       await jobs.stop();
+      revocations.list.close();
       mailer.close();
       keys.close();
       await db.close();

@@ -27,7 +27,9 @@ import { userConfigSchema } from "./config.ts";
 import { User, userEntities } from "./entities.ts";
 import { loadSigningKeys, rotateSigningKey } from "./keys.ts";
 import { userMigrations } from "./migrations.ts";
+import { createPasswordCheck } from "./password-check.ts";
 import { hashPassword } from "./passwords.ts";
+import { createRevocations } from "./revocations.ts";
 import { createSessionRpcs } from "./sessions.ts";
 
 const maxFailures = 3;
@@ -282,10 +284,15 @@ async function inMemorySessions(env: Readonly<Record<string, string>> = {}) {
   const schedule = handDrivenSchedule();
   const keys = await loadSigningKeys(db, { every: schedule.every, log: testLog });
   const config = loadConfig(userConfigSchema, env);
+  const revocations = createRevocations(db, config, testLog);
+  const passwords = createPasswordCheck(db, config, testLog);
   const client = createClient(
     UserService,
     createRouterTransport(({ service }) => {
-      service(UserService, createSessionRpcs({ db, keys, config, log: testLog }));
+      service(
+        UserService,
+        createSessionRpcs({ db, keys, config, log: testLog, passwords, revocations }),
+      );
     }),
   );
   /** Adds an account with testPassword, as Register (and VerifyEmail, if verified) leave it. */
@@ -300,6 +307,7 @@ async function inMemorySessions(env: Readonly<Record<string, string>> = {}) {
       displayName: "In-memory Tester",
       role: "member",
       emailVerified,
+      disabled: false,
       createdAt: now,
       updatedAt: now,
     });
@@ -313,6 +321,7 @@ async function inMemorySessions(env: Readonly<Record<string, string>> = {}) {
     addAccount,
     async close() {
       keys.close();
+      revocations.list.close();
       await db.close();
     },
   };

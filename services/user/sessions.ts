@@ -2,15 +2,18 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { LockMode } from "@mikro-orm/core";
 import type { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { requireIdentity } from "../../kit/auth/identity.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Log } from "../../kit/log.ts";
 import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
 import { RefreshToken, User, type UserRow } from "./entities.ts";
 import type { SigningKeys } from "./keys.ts";
-import { decoyHash, verifyPassword } from "./passwords.ts";
+import type { PasswordCheck } from "./password-check.ts";
+import { hashPassword } from "./passwords.ts";
+import type { Revocations } from "./revocations.ts";
 import { newOpaqueToken, rolesOf, signAccessToken, type TokenPolicy, tokenHash } from "./tokens.ts";
-import { normalizeEmail } from "./validation.ts";
+import { checkPassword, normalizeEmail } from "./validation.ts";
 
 /** What the session RPCs need. */
 export interface SessionDeps {
@@ -18,11 +21,19 @@ export interface SessionDeps {
   readonly keys: SigningKeys;
   readonly config: UserConfig;
   readonly log: Log;
+  readonly passwords: PasswordCheck;
+  readonly revocations: Revocations;
 }
 
-type SessionRpcs = Pick<ServiceImpl<typeof UserService>, "login" | "refresh" | "logout">;
+type SessionRpcs = Pick<
+  ServiceImpl<typeof UserService>,
+  "login" | "refresh" | "logout" | "changePassword"
+>;
 
 const wrongCredentials = () => new ConnectError("invalid email or password", Code.Unauthenticated);
+const wrongPassword = () => new ConnectError("wrong password", Code.Unauthenticated);
+const disabledAccount = () =>
+  new ConnectError("this account is disabled; an admin can enable it", Code.PermissionDenied);
 const unverifiedEmail = () =>
   new ConnectError(
     "verify your email address first: follow the verification mail sent at registration",
@@ -32,11 +43,14 @@ const badRefreshToken = () =>
   new ConnectError("invalid or expired refresh token", Code.Unauthenticated);
 
 /**
- * Login, Refresh and Logout. Login refuses an account whose email is not verified yet, unless
- * LOGIN_REQUIRE_VERIFIED_EMAIL is off. Refresh tokens rotate on every use; presenting a
- * rotated-out one is taken as theft and revokes its whole family (RFC 9700 §4.14.2).
+ * Login, Refresh, Logout and ChangePassword. Login refuses a disabled account, and one whose
+ * email is not verified yet unless LOGIN_REQUIRE_VERIFIED_EMAIL is off. ChangePassword ends
+ * every session of the account, as LogoutAll does. Refresh tokens rotate on every use;
+ * presenting a rotated-out one is taken as theft and revokes its whole family (RFC 9700
+ * §4.14.2).
  */
-export function createSessionRpcs({ db, keys, config, log }: SessionDeps): SessionRpcs {
+export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
+  const { db, keys, config, log, passwords, revocations } = deps;
   const policy: TokenPolicy = {
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
@@ -46,6 +60,7 @@ export function createSessionRpcs({ db, keys, config, log }: SessionDeps): Sessi
 
   /** Issues an access token and a refresh token in `familyId`, storing the latter's hash. */
   async function issue(user: UserRow, familyId: string, em = db.fork()) {
+    const issuedAtSec = await revocations.issuedAtFor(em, user.id);
     const refreshToken = newOpaqueToken();
     const now = new Date();
     em.create(RefreshToken, {
@@ -61,55 +76,17 @@ export function createSessionRpcs({ db, keys, config, log }: SessionDeps): Sessi
       userId: user.id,
       email: user.email,
       roles: rolesOf(user.role),
+      issuedAtSec,
     });
     return { accessToken, refreshToken, expiresIn: policy.accessTtlSec, tokenType: "Bearer" };
   }
 
-  /**
-   * Counts a login attempt for an address before its password is checked, atomically, so that
-   * concurrent attempts cannot all slip under the limit. Refuses a locked address, and locks
-   * it when the attempts since the last success exceed the limit.
-   */
-  async function admitAttempt(email: string): Promise<void> {
-    const em = db.fork();
-    const [row] = await em.execute<{ failures: number; locked_until: Date | string | null }[]>(
-      `insert into login_throttle (email, failures) values (?, 1)
-       on conflict (email) do update set failures = login_throttle.failures + 1
-       returning failures, locked_until`,
-      [email],
-    );
-    const now = Date.now();
-    let lockedUntil = row?.locked_until ? new Date(row.locked_until).getTime() : 0;
-    if (lockedUntil <= now && (row?.failures ?? 0) > config.LOGIN_MAX_FAILURES) {
-      lockedUntil = now + config.LOGIN_LOCK_S * 1000;
-      await em.execute("update login_throttle set failures = 0, locked_until = ? where email = ?", [
-        new Date(lockedUntil),
-        email,
-      ]);
-      log.warn({ email }, "login locked after repeated failures");
-    }
-    if (lockedUntil > now) {
-      // Said for any address, registered or not, so it reveals nothing about accounts.
-      const wait = Math.ceil((lockedUntil - now) / 1000);
-      throw new ConnectError(
-        `too many failed logins; try again in ${wait} s`,
-        Code.ResourceExhausted,
-      );
-    }
-  }
-
   return {
     async login(req) {
-      const email = normalizeEmail(req.email);
-      await admitAttempt(email);
-      const em = db.fork();
-      const user = await em.findOne(User, { email });
-      // An unknown address is checked against a decoy hash, so both failures take as long.
-      const matches = await verifyPassword(user?.passwordHash ?? decoyHash, req.password);
-      // A failure stays counted; a success clears the address's count.
-      if (!user || !matches) throw wrongCredentials();
-      await em.execute("delete from login_throttle where email = ?", [email]);
+      const user = await passwords.confirm(normalizeEmail(req.email), req.password);
+      if (!user) throw wrongCredentials();
       // Checked after the password, so only the account's owner learns that it exists.
+      if (user.disabled) throw disabledAccount();
       if (config.LOGIN_REQUIRE_VERIFIED_EMAIL && !user.emailVerified) throw unverifiedEmail();
       return { ...(await issue(user, randomUUID())), user: userToProto(user) };
     },
@@ -141,7 +118,7 @@ export function createSessionRpcs({ db, keys, config, log }: SessionDeps): Sessi
         }
         if (token.expiresAt <= now) return { ok: false as const };
         const user = await em.findOne(User, { id: token.userId });
-        if (!user) return { ok: false as const };
+        if (!user || user.disabled) return { ok: false as const };
         token.rotatedAt = now;
         return { ok: true as const, tokens: await issue(user, token.familyId, em) };
       });
@@ -162,6 +139,21 @@ export function createSessionRpcs({ db, keys, config, log }: SessionDeps): Sessi
           { revokedAt: new Date() },
         );
       }
+      return {};
+    },
+
+    async changePassword(req, ctx) {
+      const { userId } = requireIdentity(ctx);
+      checkPassword(req.newPassword);
+      const account = await db.fork().findOne(User, { id: userId }, { fields: ["email"] });
+      const user = account && (await passwords.confirm(account.email, req.currentPassword));
+      if (!user) throw wrongPassword();
+      const passwordHash = await hashPassword(req.newPassword);
+      await db.fork().transactional(async (em) => {
+        await em.nativeUpdate(User, { id: userId }, { passwordHash, updatedAt: new Date() });
+        await revocations.revoke(em, userId);
+      });
+      await revocations.list.reload();
       return {};
     },
   };

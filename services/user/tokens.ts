@@ -17,11 +17,17 @@ export interface Subject {
   readonly roles: readonly string[];
 }
 
+/** What an access token is signed for: the subject, and when it counts as issued. */
+export interface AccessGrant extends Subject {
+  /** The "iat" claim, in seconds; now by default. */
+  readonly issuedAtSec?: number;
+}
+
 /** Signs a short-lived access token (JWT, RFC 9068 shape) with the current key. */
 export async function signAccessToken(
   keys: SigningKeys,
   policy: TokenPolicy,
-  subject: Subject,
+  subject: AccessGrant,
 ): Promise<string> {
   const { kid, alg, key } = await keys.current();
   return new SignJWT({ roles: [...subject.roles], email: subject.email })
@@ -29,7 +35,7 @@ export async function signAccessToken(
     .setIssuer(policy.issuer)
     .setAudience(policy.audience)
     .setSubject(subject.userId)
-    .setIssuedAt()
+    .setIssuedAt(subject.issuedAtSec)
     .setExpirationTime(`${policy.accessTtlSec}s`)
     .setJti(randomUUID())
     .sign(key);

@@ -4,7 +4,7 @@ import {
 } from "../../gen/protomesh/user/v1/events_pb.ts";
 import type { Jobs } from "../../kit/jobs/jobs.ts";
 import type { Mail, Mailer } from "../../kit/mail/mailer.ts";
-import { userEventsStream } from "./accounts.ts";
+import { userStreams } from "./accounts.ts";
 
 /** The verification mail for a new account. */
 export function verificationMail(event: UserRegistered, publicUrl: string): Mail {
@@ -35,7 +35,7 @@ export function verificationMail(event: UserRegistered, publicUrl: string): Mail
 /** Sends the verification mail of every new account (consumer group "verification-mail"). */
 export function consumeVerificationMail(jobs: Jobs, mailer: Mailer, publicUrl: string): void {
   jobs.consume({
-    stream: userEventsStream,
+    stream: userStreams.registered,
     group: "verification-mail",
     schema: UserRegisteredSchema,
     // Sent inside the consumer's transaction: if the commit fails after the server accepted the
