@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
-import type { DescService } from "@bufbuild/protobuf";
+import { type DescService, hasOption } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Counter, Histogram } from "prom-client";
+import { http } from "../gen/google/api/annotations_pb.ts";
 import { Health } from "../gen/grpc/health/v1/health_pb.ts";
 import { FileService } from "../gen/protomesh/file/v1/file_pb.ts";
 import { InferenceService } from "../gen/protomesh/inference/v1/inference_pb.ts";
@@ -162,14 +163,22 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
 
   // A native call is limited like its REST form: per verified subject, else per client address.
   // The service checks the token itself, so one that does not verify here only loses its subject.
-  const methods = new Map(services.flatMap((s) => s.methods.map((m) => [methodPath(m), m])));
+  // The gateway serves, natively too, the RPCs the contract gives a google.api.http rule; one
+  // without (UserService.ListRevocations) is for the mesh's own processes only.
+  const methods = new Map(
+    services.flatMap((s) =>
+      s.methods.filter((m) => hasOption(m, http)).map((m) => [methodPath(m), m]),
+    ),
+  );
   const admitNative = async (
     req: Parameters<DualHandler>[0],
     res: Parameters<DualHandler>[1],
     path: string,
   ): Promise<void> => {
     const method = methods.get(path);
-    if (method === undefined) return;
+    if (method === undefined) {
+      throw new ConnectError(`${path} is not served by the gateway`, Code.Unimplemented);
+    }
     const headers = forwardedHeadersOf(req);
     const identity =
       headers.authorization === undefined

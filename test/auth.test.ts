@@ -1,22 +1,36 @@
 // Tokens across services: the task service trusts what the user service signs (keys fetched
-// from its GetJwks), refuses what it did not sign, and enforces each RPC's auth option.
+// from its GetJwks), refuses what it did not sign, and enforces each RPC's auth option. Then
+// revoked accounts: the task service and the gateway poll ListRevocations every 500 ms here,
+// and refuse a deleted, disabled or logged-out account's earlier token within that bound.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
 import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
+import { verificationTokenOf, waitForEml } from "./support/user-service.ts";
 
 let user: StartedProcess;
 let task: StartedProcess;
+let gateway: StartedProcess;
+const userDataDir = mkdtempSync(join(tmpdir(), "protomesh-auth-test-"));
+const adminEmail = "revoker@example.com";
+const pollMs = 500;
 
 beforeAll(async () => {
   // The accounts of this suite log in without verifying their email.
   user = await startProcess("services/user/main.js", {
-    env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false" },
+    env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false", ADMIN_EMAIL: adminEmail, DATA_DIR: userDataDir },
   });
-  task = await startProcess("services/task/main.js", { env: { USER_SERVICE_URL: user.url } });
+  const polling = { USER_SERVICE_URL: user.url, REVOCATION_POLL_MS: String(pollMs) };
+  task = await startProcess("services/task/main.js", { env: polling });
+  gateway = await startProcess("gateway/main.js", {
+    env: { ...polling, TASK_SERVICE_URL: task.url, RATE_LIMITS: "default=off" },
+  });
 });
 afterAll(killAllProcesses);
 
@@ -66,5 +80,103 @@ describe("a token signed by the user service, used at the task service", () => {
       .sign(privateKey);
     const headers = { authorization: `Bearer ${forged}` };
     expect(await codeOf(tasks.listProjects({}, { headers }))).toBe(Code.Unauthenticated);
+  });
+});
+
+describe("a revoked account's earlier token", () => {
+  const users = () => createClient(UserService, connect(user.url));
+  const tasks = () => createClient(TaskService, connect(task.url));
+
+  /** Signs up a fresh account; its token works at the task service and the gateway. */
+  async function signUp(label: string) {
+    const email = `${label}-${Date.now()}@example.com`;
+    const password = "revocable-passphrase";
+    const account = await users().register({ email, password, displayName: label });
+    const login = await users().login({ email, password });
+    const headers = { authorization: `Bearer ${login.accessToken}` };
+    expect(await codeOf(tasks().listProjects({}, { headers }))).toBe("ok");
+    expect((await fetch(`${gateway.url}/v1/projects`, { headers })).status).toBe(200);
+    return { account, password, headers };
+  }
+
+  /** Milliseconds from now until both the task service and the gateway refuse `headers`. */
+  async function msUntilRefused(headers: Record<string, string>): Promise<number> {
+    const started = performance.now();
+    let atTask: number | undefined;
+    let atGateway: number | undefined;
+    while (atTask === undefined || atGateway === undefined) {
+      if (performance.now() - started > 10 * pollMs) throw new Error("still accepted");
+      if (
+        atTask === undefined &&
+        (await codeOf(tasks().listProjects({}, { headers }))) === Code.Unauthenticated
+      ) {
+        atTask = performance.now() - started;
+      }
+      if (atGateway === undefined) {
+        const res = await fetch(`${gateway.url}/v1/projects`, { headers });
+        await res.arrayBuffer();
+        if (res.status === 401) atGateway = performance.now() - started;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return Math.max(atTask, atGateway);
+  }
+
+  // The bound: one poll interval, plus the poll's own call and the probe's round trip, with
+  // room for a loaded machine; a token that is never refused fails at 10 intervals.
+  const bound = pollMs + 1_000;
+
+  it("is refused everywhere within a poll once the account is deleted", async () => {
+    const { password, headers } = await signUp("deleted");
+    const deleted = await fetch(`${gateway.url}/v1/users/me`, {
+      method: "DELETE",
+      headers: { ...headers, "content-type": "application/json" },
+      body: JSON.stringify({ password }),
+    });
+    expect(deleted.status).toBe(200);
+    expect(await msUntilRefused(headers)).toBeLessThan(bound);
+    // Nothing was created for the account that no longer exists.
+    const res = await fetch(`${gateway.url}/v1/projects`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: JSON.stringify({ name: "orphan" }),
+    });
+    expect(res.status).toBe(401);
+  });
+
+  it("is refused everywhere within a poll once the account logs out everywhere", async () => {
+    const { headers } = await signUp("logged-out");
+    const loggedOut = await fetch(`${gateway.url}/v1/auth/logout-all`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(loggedOut.status).toBe(200);
+    expect(await msUntilRefused(headers)).toBeLessThan(bound);
+  });
+
+  it("is refused everywhere within a poll once an admin disables the account", async () => {
+    await users().register({ email: adminEmail, password: "admin-passphrase", displayName: "A" });
+    const mail = await waitForEml(join(userDataDir, "mail"), adminEmail);
+    await users().verifyEmail({ token: verificationTokenOf(mail) });
+    const admin = await users().login({ email: adminEmail, password: "admin-passphrase" });
+    const { account, headers } = await signUp("disabled");
+    await users().disableUser(
+      { id: account.id },
+      { headers: { authorization: `Bearer ${admin.accessToken}` } },
+    );
+    expect(await msUntilRefused(headers)).toBeLessThan(bound);
+  });
+
+  it("list is not served by the gateway, over Connect or gRPC: it is for the mesh's processes", async () => {
+    for (const transport of [connect(gateway.url), createGrpcTransport({ baseUrl: gateway.url })]) {
+      const call = createClient(UserService, transport).listRevocations({});
+      await expect(call).rejects.toMatchObject({
+        code: Code.Unimplemented,
+        rawMessage: "/protomesh.user.v1.UserService/ListRevocations is not served by the gateway",
+      });
+    }
+    // The services' own ports serve it.
+    await createClient(UserService, connect(user.url)).listRevocations({});
   });
 });
