@@ -35,7 +35,7 @@ export interface RevocationPollOptions {
   /** Every revocation in force, such as UserService.ListRevocations; should honour the signal. */
   readonly fetch: (signal: AbortSignal) => Promise<readonly Revocation[]>;
   readonly intervalMs: number;
-  /** How long a load may take before it counts as failed; the interval by default. */
+  /** How long a load may take before it counts as failed; 5 s by default. */
   readonly timeoutMs?: number;
   readonly log?: Pick<Log, "warn" | "info">;
 }
@@ -51,7 +51,7 @@ const firstLoadRetryMs = 250;
  * user service does not lock out every account.
  */
 export function pollRevocations(options: RevocationPollOptions): PolledRevocationList {
-  const { fetch, intervalMs, timeoutMs = intervalMs, log } = options;
+  const { fetch, intervalMs, timeoutMs = 5_000, log } = options;
   let revokedBefore: ReadonlyMap<string, number> | undefined;
   let failing = false;
   let latest: Promise<void> = Promise.resolve();

@@ -31,6 +31,9 @@ export class InvalidTokenError extends Error {
 /** The signature algorithms an access token may use: Ed25519, and P-256 for key rotation. */
 export type TokenAlgorithm = "EdDSA" | "ES256";
 
+/** The clock skew a verifier allows by default, in seconds. */
+export const defaultClockSkewSec = 30;
+
 /** What a verifier accepts; issuer and audience default to "protomesh", the skew to 30 s. */
 export interface TokenVerifierOptions {
   readonly keys: KeySource;
@@ -60,7 +63,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     keys,
     issuer = "protomesh",
     audience = "protomesh",
-    clockSkewSec = 30,
+    clockSkewSec = defaultClockSkewSec,
     algorithms = ["EdDSA", "ES256"],
     revocations,
     now = () => new Date(),

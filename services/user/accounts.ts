@@ -19,7 +19,7 @@ import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
 import { User, type UserRow, VerificationToken } from "./entities.ts";
 import type { SigningKeys } from "./keys.ts";
-import type { PasswordCheck } from "./password-check.ts";
+import { type PasswordCheck, wrongPassword } from "./password-check.ts";
 import { hashPassword } from "./passwords.ts";
 import type { Revocations } from "./revocations.ts";
 import { newOpaqueToken, tokenHash } from "./tokens.ts";
@@ -222,9 +222,7 @@ export function createAccountRpcs({
         const admins = await lockAdmins(em);
         const user = await em.findOne(User, { id });
         if (!user) throw notFound(req.id);
-        if (user.role === "admin" && role !== "admin" && admins <= 1) {
-          throw lastAdmin("be demoted");
-        }
+        if (isActiveAdmin(user) && role !== "admin" && admins <= 1) throw lastAdmin("be demoted");
         if (user.role !== role) {
           user.role = role;
           user.updatedAt = new Date();
@@ -239,13 +237,18 @@ export function createAccountRpcs({
 
     async deleteMe(req, ctx) {
       const { userId } = requireIdentity(ctx);
-      const account = await db.fork().findOne(User, { id: userId }, { fields: ["email"] });
-      const user = account && (await passwords.confirm(account.email, req.password));
-      if (!user) throw new ConnectError("wrong password", Code.Unauthenticated);
+      const confirmed = await passwords.confirmCaller(userId, req.password);
       await db.fork().transactional(async (em) => {
-        if (user.role === "admin" && (await lockAdmins(em)) <= 1) {
-          throw lastAdmin("delete its account");
-        }
+        const admins = await lockAdmins(em);
+        const user = await em.findOne(
+          User,
+          { id: userId },
+          { lockMode: LockMode.PESSIMISTIC_WRITE },
+        );
+        if (!user) throw notFound(userId);
+        // Its password changed since it was checked: the one given is not the password now.
+        if (user.passwordHash !== confirmed.passwordHash) throw wrongPassword();
+        if (isActiveAdmin(user) && admins <= 1) throw lastAdmin("delete its account");
         await revocations.revoke(em, userId);
         // Its refresh and verification tokens go with it (on delete cascade).
         await em.nativeDelete(User, { id: userId });
@@ -266,9 +269,12 @@ export function createAccountRpcs({
         throw new ConnectError("an admin cannot disable its own account", Code.FailedPrecondition);
       }
       const user = await db.fork().transactional(async (em) => {
+        const admins = await lockAdmins(em);
         const user = await em.findOne(User, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
         if (!user) throw notFound(req.id);
         if (!user.disabled) {
+          // The caller is another admin, unless another admin disabled it meanwhile.
+          if (isActiveAdmin(user) && admins <= 1) throw lastAdmin("be disabled");
           user.disabled = true;
           user.updatedAt = new Date();
           await revocations.revoke(em, id);
@@ -317,8 +323,8 @@ export function createAccountRpcs({
 
 /**
  * Locks the rows of the enabled admins until the transaction ends and counts them: two admins
- * demoting or deleting each other at once cannot both succeed and leave nobody to administer
- * the accounts.
+ * demoting, disabling or deleting each other at once cannot both succeed and leave nobody to
+ * administer the accounts. Taken before any other account's row, always in the same order.
  */
 async function lockAdmins(em: SqlEntityManager): Promise<number> {
   const admins = await em.find(
@@ -328,6 +334,9 @@ async function lockAdmins(em: SqlEntityManager): Promise<number> {
   );
   return admins.length;
 }
+
+/** Whether an account counts as an admin: one with the role that is not disabled. */
+const isActiveAdmin = (user: UserRow) => user.role === "admin" && !user.disabled;
 
 const lastAdmin = (what: string) =>
   new ConnectError(

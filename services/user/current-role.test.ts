@@ -1,7 +1,8 @@
 // The admin RPCs follow the account's role in the database, not the token's claim. The instance
 // that changes a role refuses the account's earlier tokens at once (admin.test.ts); this is the
 // other instance, which has not reloaded the revocations yet: its verifier has none, over
-// Connect's in-memory transport, and only the database says that the admin was demoted.
+// Connect's in-memory transport, and only the database says that the admin was demoted or
+// disabled.
 import { randomUUID } from "node:crypto";
 import { Code, createClient, createRouterTransport } from "@connectrpc/connect";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -29,7 +30,7 @@ afterAll(async () => {
 });
 
 /** An account with `role` in the database, and an access token that claims admin. */
-async function accountClaimingAdmin(role: "member" | "admin") {
+async function accountClaimingAdmin(role: "member" | "admin", disabled = false) {
   const now = new Date();
   const id = randomUUID();
   const em = db.fork();
@@ -40,7 +41,7 @@ async function accountClaimingAdmin(role: "member" | "admin") {
     displayName: "Claimant",
     role,
     emailVerified: true,
-    disabled: false,
+    disabled,
     createdAt: now,
     updatedAt: now,
   });
@@ -55,6 +56,7 @@ async function accountClaimingAdmin(role: "member" | "admin") {
     userId: id,
     email: `${id}@example.com`,
     roles: rolesOf("admin"),
+    issuedAtMs: Date.now(),
   });
 }
 
@@ -81,6 +83,14 @@ it("refuses an admin RPC to a token that claims admin for an account that is a m
     users().listUsers({}, bearer(await accountClaimingAdmin("member"))),
     Code.PermissionDenied,
     /requires role admin, which this account no longer has; sign in again/,
+  );
+});
+
+it("refuses an admin RPC to an admin's token once the account is disabled", async () => {
+  await expectCode(
+    users().listUsers({}, bearer(await accountClaimingAdmin("admin", true))),
+    Code.PermissionDenied,
+    /this account is disabled/,
   );
 });
 

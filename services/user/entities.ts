@@ -1,4 +1,5 @@
-import { defineEntity, type InferEntity, p } from "@mikro-orm/core";
+import { defineEntity, type InferEntity, LockMode, p } from "@mikro-orm/core";
+import type { SqlEntityManager } from "@mikro-orm/postgresql";
 import { jobEntities } from "../../kit/jobs/outbox.ts";
 
 /** An account. The email is stored trimmed and lower-cased, unique. */
@@ -21,6 +22,15 @@ export const User = defineEntity({
 
 /** An account as loaded from the database. */
 export type UserRow = InferEntity<typeof User>;
+
+/**
+ * Loads an account and holds its row until the transaction ends, shared: logins and refreshes
+ * of the account go on side by side, while a revocation (which locks it for update) waits for
+ * them, and they for it.
+ */
+export function lockedAccount(em: SqlEntityManager, id: string): Promise<UserRow | null> {
+  return em.findOne(User, { id }, { lockMode: LockMode.PESSIMISTIC_READ });
+}
 
 /**
  * A refresh token, stored as the SHA-256 of its value. Tokens of one login form a family;

@@ -64,7 +64,7 @@ describe("signing keys", () => {
     expect(jwks[0]).not.toHaveProperty("d");
     first = (await keys.current()).kid;
     expect(jwks[0]?.kid).toBe(first);
-    firstToken = await signAccessToken(keys, policy, subject);
+    firstToken = await signAccessToken(keys, policy, { ...subject, issuedAtMs: Date.now() });
     expect(await verdict(firstToken)).toBe("valid");
   });
 
@@ -75,7 +75,7 @@ describe("signing keys", () => {
     await schedule.elapse();
     expect(await publishedKids()).toEqual([second, first]);
     expect((await keys.current()).kid).toBe(second);
-    const token = await signAccessToken(keys, policy, subject);
+    const token = await signAccessToken(keys, policy, { ...subject, issuedAtMs: Date.now() });
     expect(
       JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString()),
     ).toMatchObject({ alg: "EdDSA", kid: second });
@@ -112,7 +112,7 @@ describe("signing keys", () => {
     const stale = await loadSigningKeys(db, { every: handDrivenSchedule().every });
     try {
       await rotate();
-      const token = await signAccessToken(keys, policy, subject);
+      const token = await signAccessToken(keys, policy, { ...subject, issuedAtMs: Date.now() });
       expect(await verdict(token, stale)).toBe("valid");
     } finally {
       stale.close();

@@ -60,6 +60,8 @@ class AddRevocations extends Migration {
     this.addSql(
       "create index token_revocation_revoked_before on token_revocation (revoked_before)",
     );
+    // One stream per event type: registrations not relayed yet go to theirs.
+    this.addSql("update outbox_event set stream = 'user.registered' where stream = 'user.events'");
   }
 }
 

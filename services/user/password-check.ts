@@ -13,7 +13,16 @@ export interface PasswordCheck {
    * locked for LOGIN_LOCK_S and every try fails with ResourceExhausted.
    */
   confirm(email: string, password: string): Promise<UserRow | undefined>;
+  /**
+   * The signed-in caller's account when `password` is its password, counted as confirm()
+   * counts; Unauthenticated ("wrong password") otherwise. The caller re-reads the account in
+   * its transaction and compares the hash, so a password changed meanwhile is not taken.
+   */
+  confirmCaller(userId: string, password: string): Promise<UserRow>;
 }
+
+/** The answer to a wrong password re-entered by a signed-in caller. */
+export const wrongPassword = () => new ConnectError("wrong password", Code.Unauthenticated);
 
 /**
  * Creates the check that Login, ChangePassword and DeleteMe share, so that a stolen access
@@ -53,16 +62,24 @@ export function createPasswordCheck(db: Database, config: UserConfig, log: Log):
     }
   }
 
+  async function confirm(email: string, password: string): Promise<UserRow | undefined> {
+    await admitAttempt(email);
+    const em = db.fork();
+    const user = await em.findOne(User, { email });
+    // An unknown address is checked against a decoy hash, so both failures take as long.
+    const matches = await verifyPassword(user?.passwordHash ?? decoyHash, password);
+    // A failure stays counted; a success clears the address's count.
+    if (!user || !matches) return undefined;
+    await em.execute("delete from login_throttle where email = ?", [email]);
+    return user;
+  }
+
   return {
-    async confirm(email, password) {
-      await admitAttempt(email);
-      const em = db.fork();
-      const user = await em.findOne(User, { email });
-      // An unknown address is checked against a decoy hash, so both failures take as long.
-      const matches = await verifyPassword(user?.passwordHash ?? decoyHash, password);
-      // A failure stays counted; a success clears the address's count.
-      if (!user || !matches) return undefined;
-      await em.execute("delete from login_throttle where email = ?", [email]);
+    confirm,
+    async confirmCaller(userId, password) {
+      const account = await db.fork().findOne(User, { id: userId }, { fields: ["email"] });
+      const user = account && (await confirm(account.email, password));
+      if (!user) throw wrongPassword();
       return user;
     },
   };

@@ -4,13 +4,11 @@ import type { SqlEntityManager } from "@mikro-orm/postgresql";
 import type { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import { type PolledRevocationList, pollRevocations } from "../../kit/auth/revocations.ts";
+import { defaultClockSkewSec } from "../../kit/auth/token-verifier.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Log } from "../../kit/log.ts";
 import type { UserConfig } from "./config.ts";
 import { RefreshToken, TokenRevocation, type TokenRevocationRow } from "./entities.ts";
-
-/** The clock skew every verifier allows, in seconds: an expired token passes for this long. */
-const verifierSkewSec = 30;
 
 /** The revoked accounts of the user service, and how to revoke one. */
 export interface Revocations {
@@ -24,8 +22,11 @@ export interface Revocations {
    * once the transaction has committed.
    */
   revoke(em: SqlEntityManager, userId: string): Promise<void>;
-  /** The "iat" of a token issued now to an account: never before its revocation. */
-  issuedAtFor(em: SqlEntityManager, userId: string): Promise<number>;
+  /**
+   * When a token issued now to an account counts as issued, in milliseconds: never before
+   * the account's revocation. Call it in the transaction that holds the account's row.
+   */
+  issuedAtMs(em: SqlEntityManager, userId: string): Promise<number>;
 }
 
 type RevocationRpcs = Pick<ServiceImpl<typeof UserService>, "logoutAll" | "listRevocations">;
@@ -33,10 +34,11 @@ type RevocationRpcs = Pick<ServiceImpl<typeof UserService>, "logoutAll" | "listR
 /**
  * Keeps the revocations in the user service's database, one row per account, for as long as
  * a token issued before them could still pass a verifier (ACCESS_TOKEN_TTL_S plus the skew).
+ * Revocations and tokens are dated by the database's clock, so instances whose clocks differ
+ * agree on which came first, to the millisecond of "iat".
  */
 export function createRevocations(db: Database, config: UserConfig, log: Log): Revocations {
-  const windowMs = (config.ACCESS_TOKEN_TTL_S + verifierSkewSec) * 1000;
-
+  const windowMs = (config.ACCESS_TOKEN_TTL_S + defaultClockSkewSec) * 1000;
   const inForce = () =>
     db
       .fork()
@@ -58,27 +60,33 @@ export function createRevocations(db: Database, config: UserConfig, log: Log): R
       log,
     }),
     async revoke(em, userId) {
-      const now = new Date();
-      await em.nativeUpdate(RefreshToken, { userId, revokedAt: null }, { revokedAt: now });
-      // "iat" is in whole seconds, so a token issued earlier in this second cannot be told from
-      // one issued later in it: every token of this second is refused, and issuedAtFor dates
-      // the account's next tokens from the next second on. A revocation within that second
-      // moves one second further, past the tokens so dated.
-      const revokedBefore = new Date((Math.floor(now.getTime() / 1000) + 1) * 1000);
+      // The account's row stays locked until the revocation commits. A login or a refresh of
+      // the account, which holds the row too while it records its tokens, has either finished
+      // (its tokens are revoked here) or waits, and then sees the revocation.
+      await em.execute("select id from app_user where id = ? for update", [userId]);
+      await em.nativeUpdate(RefreshToken, { userId, revokedAt: null }, { revokedAt: new Date() });
+      // Rounded up to the millisecond: a token issued before it has an earlier "iat". A token
+      // issued after a revocation within the same millisecond is dated at the revocation
+      // (issuedAtMs), so the next revocation moves at least a millisecond past it.
       await em.execute(
-        `insert into token_revocation (user_id, revoked_before) values (?, ?)
+        `insert into token_revocation (user_id, revoked_before)
+         values (?, to_timestamp(ceil(extract(epoch from clock_timestamp()) * 1000) / 1000))
          on conflict (user_id) do update set revoked_before = greatest(
-           excluded.revoked_before, token_revocation.revoked_before + interval '1 second')`,
-        [userId, revokedBefore],
+           excluded.revoked_before, token_revocation.revoked_before + interval '1 millisecond')`,
+        [userId],
       );
       await em.nativeDelete(TokenRevocation, {
-        revokedBefore: { $lt: new Date(now.getTime() - windowMs) },
+        revokedBefore: { $lt: new Date(Date.now() - windowMs) },
       });
     },
-    async issuedAtFor(em, userId) {
-      const nowSec = Math.floor(Date.now() / 1000);
-      const row = await em.findOne(TokenRevocation, { userId }, { fields: ["revokedBefore"] });
-      return Math.max(nowSec, row ? row.revokedBefore.getTime() / 1000 : nowSec);
+    async issuedAtMs(em, userId) {
+      const [row] = await em.execute<{ now_ms: string; revoked_ms: string | null }[]>(
+        `select floor(extract(epoch from clock_timestamp()) * 1000) as now_ms,
+           (select extract(epoch from revoked_before) * 1000
+            from token_revocation where user_id = ?) as revoked_ms`,
+        [userId],
+      );
+      return Math.max(Number(row?.now_ms ?? Date.now()), Number(row?.revoked_ms ?? 0));
     },
   };
 }

@@ -1,15 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { LockMode } from "@mikro-orm/core";
+import type { SqlEntityManager } from "@mikro-orm/postgresql";
 import type { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { requireIdentity } from "../../kit/auth/identity.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Log } from "../../kit/log.ts";
 import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
-import { RefreshToken, User, type UserRow } from "./entities.ts";
+import { lockedAccount, RefreshToken, User, type UserRow } from "./entities.ts";
 import type { SigningKeys } from "./keys.ts";
-import type { PasswordCheck } from "./password-check.ts";
+import { type PasswordCheck, wrongPassword } from "./password-check.ts";
 import { hashPassword } from "./passwords.ts";
 import type { Revocations } from "./revocations.ts";
 import { newOpaqueToken, rolesOf, signAccessToken, type TokenPolicy, tokenHash } from "./tokens.ts";
@@ -31,7 +32,6 @@ type SessionRpcs = Pick<
 >;
 
 const wrongCredentials = () => new ConnectError("invalid email or password", Code.Unauthenticated);
-const wrongPassword = () => new ConnectError("wrong password", Code.Unauthenticated);
 const disabledAccount = () =>
   new ConnectError("this account is disabled; an admin can enable it", Code.PermissionDenied);
 const unverifiedEmail = () =>
@@ -58,9 +58,13 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
     refreshTtlSec: config.REFRESH_TOKEN_TTL_S,
   };
 
-  /** Issues an access token and a refresh token in `familyId`, storing the latter's hash. */
-  async function issue(user: UserRow, familyId: string, em = db.fork()) {
-    const issuedAtSec = await revocations.issuedAtFor(em, user.id);
+  /**
+   * Issues an access token and a refresh token in `familyId`, storing the latter's hash. Runs
+   * in the transaction that holds the account's row (lockedAccount), so a revocation of the
+   * account cannot commit in between.
+   */
+  async function issue(em: SqlEntityManager, user: UserRow, familyId: string) {
+    const issuedAtMs = await revocations.issuedAtMs(em, user.id);
     const refreshToken = newOpaqueToken();
     const now = new Date();
     em.create(RefreshToken, {
@@ -76,26 +80,40 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
       userId: user.id,
       email: user.email,
       roles: rolesOf(user.role),
-      issuedAtSec,
+      issuedAtMs,
     });
     return { accessToken, refreshToken, expiresIn: policy.accessTtlSec, tokenType: "Bearer" };
   }
 
   return {
     async login(req) {
-      const user = await passwords.confirm(normalizeEmail(req.email), req.password);
-      if (!user) throw wrongCredentials();
+      const checked = await passwords.confirm(normalizeEmail(req.email), req.password);
+      if (!checked) throw wrongCredentials();
       // Checked after the password, so only the account's owner learns that it exists.
-      if (user.disabled) throw disabledAccount();
-      if (config.LOGIN_REQUIRE_VERIFIED_EMAIL && !user.emailVerified) throw unverifiedEmail();
-      return { ...(await issue(user, randomUUID())), user: userToProto(user) };
+      if (checked.disabled) throw disabledAccount();
+      if (config.LOGIN_REQUIRE_VERIFIED_EMAIL && !checked.emailVerified) throw unverifiedEmail();
+      return db.fork().transactional(async (em) => {
+        // The account as it is now: a password change, a disabling, a deletion or a role change
+        // that committed while the password was being checked is taken into account.
+        const user = await lockedAccount(em, checked.id);
+        if (user?.passwordHash !== checked.passwordHash) throw wrongCredentials();
+        if (user.disabled) throw disabledAccount();
+        return { ...(await issue(em, user, randomUUID())), user: userToProto(user) };
+      });
     },
 
     async refresh(req) {
       if (req.refreshToken === "")
         throw new ConnectError("refresh_token is required", Code.InvalidArgument);
       const hash = tokenHash(req.refreshToken);
+      const known = await db
+        .fork()
+        .findOne(RefreshToken, { tokenHash: hash }, { fields: ["userId"] });
+      if (!known) throw badRefreshToken();
       const outcome = await db.fork().transactional(async (em) => {
+        // The account's row first, as a revocation takes it: a refresh that waited for one
+        // finds its token revoked.
+        const user = await lockedAccount(em, known.userId);
         const token = await em.findOne(
           RefreshToken,
           { tokenHash: hash },
@@ -116,11 +134,9 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
           );
           return { ok: false as const };
         }
-        if (token.expiresAt <= now) return { ok: false as const };
-        const user = await em.findOne(User, { id: token.userId });
-        if (!user || user.disabled) return { ok: false as const };
+        if (token.expiresAt <= now || !user || user.disabled) return { ok: false as const };
         token.rotatedAt = now;
-        return { ok: true as const, tokens: await issue(user, token.familyId, em) };
+        return { ok: true as const, tokens: await issue(em, user, token.familyId) };
       });
       if (!outcome.ok) throw badRefreshToken();
       return outcome.tokens;
@@ -145,12 +161,17 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
     async changePassword(req, ctx) {
       const { userId } = requireIdentity(ctx);
       checkPassword(req.newPassword);
-      const account = await db.fork().findOne(User, { id: userId }, { fields: ["email"] });
-      const user = account && (await passwords.confirm(account.email, req.currentPassword));
-      if (!user) throw wrongPassword();
+      const confirmed = await passwords.confirmCaller(userId, req.currentPassword);
       const passwordHash = await hashPassword(req.newPassword);
       await db.fork().transactional(async (em) => {
-        await em.nativeUpdate(User, { id: userId }, { passwordHash, updatedAt: new Date() });
+        const user = await em.findOne(
+          User,
+          { id: userId },
+          { lockMode: LockMode.PESSIMISTIC_WRITE },
+        );
+        if (user?.passwordHash !== confirmed.passwordHash) throw wrongPassword();
+        user.passwordHash = passwordHash;
+        user.updatedAt = new Date();
         await revocations.revoke(em, userId);
       });
       await revocations.list.reload();

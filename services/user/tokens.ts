@@ -19,8 +19,12 @@ export interface Subject {
 
 /** What an access token is signed for: the subject, and when it counts as issued. */
 export interface AccessGrant extends Subject {
-  /** The "iat" claim, in seconds; now by default. */
-  readonly issuedAtSec?: number;
+  /**
+   * When the token counts as issued, in milliseconds since the epoch. "iat" carries it to the
+   * millisecond (RFC 7519 §2 lets a NumericDate have a fraction), so that a revocation can tell
+   * a token issued just before it from one issued just after.
+   */
+  readonly issuedAtMs: number;
 }
 
 /** Signs a short-lived access token (JWT, RFC 9068 shape) with the current key. */
@@ -35,8 +39,8 @@ export async function signAccessToken(
     .setIssuer(policy.issuer)
     .setAudience(policy.audience)
     .setSubject(subject.userId)
-    .setIssuedAt(subject.issuedAtSec)
-    .setExpirationTime(`${policy.accessTtlSec}s`)
+    .setIssuedAt(subject.issuedAtMs / 1000)
+    .setExpirationTime(subject.issuedAtMs / 1000 + policy.accessTtlSec)
     .setJti(randomUUID())
     .sign(key);
 }
