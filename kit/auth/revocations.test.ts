@@ -88,4 +88,17 @@ describe("a polled revocation list", () => {
     await expect(list.isRevoked("ada", 0)).rejects.toMatchObject({ code: Code.Unavailable });
     expect(Date.now() - started).toBeLessThan(1_000);
   });
+
+  it("answers a check during a hung source within a load's timeout: ticks do not pile loads up", async () => {
+    const list = pollRevocations({
+      fetch: () => new Promise(() => {}),
+      intervalMs: 10,
+      timeoutMs: 100,
+    });
+    lists.push(list);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const started = Date.now();
+    await expect(list.isRevoked("ada", 0)).rejects.toMatchObject({ code: Code.Unavailable });
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
 });

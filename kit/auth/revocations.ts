@@ -91,7 +91,10 @@ export function pollRevocations(options: RevocationPollOptions): PolledRevocatio
   }
 
   void reload();
-  const timer = setInterval(() => void reload(), intervalMs);
+  // A tick while a load is still under way is skipped: a hung source cannot pile loads up.
+  const timer = setInterval(() => {
+    if (queued === 0) void reload();
+  }, intervalMs);
   // Polling must not keep a process that is shutting down alive.
   timer.unref();
 

@@ -7,8 +7,9 @@ import { User } from "./entities.ts";
 /**
  * Creates the interceptor that holds a role-restricted RPC to the caller's role as the database
  * has it now, not as the access token recorded it: a demoted or disabled admin's token no
- * longer opens the admin RPCs, even on an instance that has not reloaded the revocations yet. Runs after the auth interceptor, which has
- * already refused callers whose token lacks the role.
+ * longer opens the admin RPCs, even on an instance that has not reloaded the revocations yet.
+ * Runs after the auth interceptor, which has already refused callers whose token lacks the
+ * role.
  */
 export function createCurrentRoleInterceptor(db: Database): Interceptor {
   return (next) => async (req) => {

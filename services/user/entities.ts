@@ -33,6 +33,14 @@ export function lockedAccount(em: SqlEntityManager, id: string): Promise<UserRow
 }
 
 /**
+ * Locks an account's row for update until the transaction ends: the logins and refreshes of the
+ * account under way finish first, and the next ones wait.
+ */
+export async function lockAccountForUpdate(em: SqlEntityManager, id: string): Promise<void> {
+  await em.execute("select id from app_user where id = ? for update", [id]);
+}
+
+/**
  * A refresh token, stored as the SHA-256 of its value. Tokens of one login form a family;
  * each use rotates the token, and a rotated-out token presented again revokes the family.
  */
@@ -103,9 +111,6 @@ export const TokenRevocation = defineEntity({
     revokedBefore: p.datetime(),
   },
 });
-
-/** A revocation as loaded from the database. */
-export type TokenRevocationRow = InferEntity<typeof TokenRevocation>;
 
 /** Every entity of the user service, with the toolkit's outbox. */
 export const userEntities = [

@@ -60,6 +60,11 @@ class AddRevocations extends Migration {
     this.addSql(
       "create index token_revocation_revoked_before on token_revocation (revoked_before)",
     );
+  }
+}
+
+class StreamPerEventType extends Migration {
+  override async up(): Promise<void> {
     // One stream per event type: registrations not relayed yet go to theirs.
     this.addSql("update outbox_event set stream = 'user.registered' where stream = 'user.events'");
   }
@@ -71,4 +76,5 @@ export const userMigrations: readonly MigrationEntry[] = [
   ...jobMigrations,
   { name: "user-0001-accounts", class: CreateAccounts },
   { name: "user-0002-revocations", class: AddRevocations },
+  { name: "user-0003-stream-per-event-type", class: StreamPerEventType },
 ];

@@ -46,8 +46,11 @@ afterAll(async () => {
 
 const invalidToken = /invalid or expired access token/;
 
+/** The tokens of one session. */
+type Session = { readonly accessToken: string; readonly refreshToken: string };
+
 /** Expects an access token and a refresh token of one session to be refused. */
-async function expectSessionEnded(session: { accessToken: string; refreshToken: string }) {
+async function expectSessionEnded(session: Session) {
   await expectCode(
     svc.connect.getMe({}, bearer(session.accessToken)),
     Code.Unauthenticated,
@@ -298,11 +301,13 @@ describe("a revocation racing the account's own calls", () => {
     for (const session of [login, ...sessions]) await expectSessionEnded(session);
   });
 
-  it("leaves no session to a refresh chain that raced LogoutAll", async () => {
-    const { login } = await registerAndLogin(svc.connect, uniqueEmail("refresh-race"));
-    type Session = { accessToken: string; refreshToken: string };
-    let latest: Session = login;
-    const issued: Session[] = [login];
+  /** Refreshes a session in a loop until a refresh fails; resolves with every session issued. */
+  async function refreshChain(
+    first: Session,
+    untilDone: (first: Session) => Promise<unknown>,
+  ): Promise<Session[]> {
+    let latest = first;
+    const issued = [first];
     const refreshing = (async () => {
       for (;;) {
         const next = await svc.connect
@@ -314,9 +319,31 @@ describe("a revocation racing the account's own calls", () => {
       }
     })();
     await new Promise((resolve) => setTimeout(resolve, 30));
-    await svc.connect.logoutAll({}, bearer(login.accessToken));
+    await untilDone(first);
     await refreshing;
+    return issued;
+  }
+
+  it("leaves no session to a refresh chain that raced LogoutAll", async () => {
+    const { login } = await registerAndLogin(svc.connect, uniqueEmail("refresh-race"));
+    const issued = await refreshChain(login, (first) =>
+      svc.connect.logoutAll({}, bearer(first.accessToken)),
+    );
     for (const session of issued) await expectSessionEnded(session);
+  });
+
+  it("leaves no refresh token to a refresh chain that raced Logout", async () => {
+    const { login } = await registerAndLogin(svc.connect, uniqueEmail("logout-race"));
+    const issued = await refreshChain(login, (first) =>
+      svc.connect.logout({ refreshToken: first.refreshToken }),
+    );
+    for (const { refreshToken } of issued) {
+      await expectCode(
+        svc.connect.refresh({ refreshToken }),
+        Code.Unauthenticated,
+        /invalid or expired refresh token/,
+      );
+    }
   });
 
   it("keeps an enabled admin when two admins disable each other at once", async () => {

@@ -8,14 +8,20 @@ import { defaultClockSkewSec } from "../../kit/auth/token-verifier.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Log } from "../../kit/log.ts";
 import type { UserConfig } from "./config.ts";
-import { RefreshToken, TokenRevocation, type TokenRevocationRow } from "./entities.ts";
+import { lockAccountForUpdate, RefreshToken } from "./entities.ts";
+
+/** A revocation as stored: tokens of the account issued before `revokedBefore` are refused. */
+export interface StoredRevocation {
+  readonly userId: string;
+  readonly revokedBefore: Date;
+}
 
 /** The revoked accounts of the user service, and how to revoke one. */
 export interface Revocations {
   /** What this process's verifier checks, reloaded from the database. */
   readonly list: PolledRevocationList;
   /** Every revocation still in force, oldest first. */
-  inForce(): Promise<readonly TokenRevocationRow[]>;
+  inForce(): Promise<readonly StoredRevocation[]>;
   /**
    * Ends every session of an account, in the caller's transaction: its refresh tokens are
    * revoked and the access tokens issued to it until now will be refused. Reload the list
@@ -38,15 +44,16 @@ type RevocationRpcs = Pick<ServiceImpl<typeof UserService>, "logoutAll" | "listR
  * agree on which came first, to the millisecond of "iat".
  */
 export function createRevocations(db: Database, config: UserConfig, log: Log): Revocations {
-  const windowMs = (config.ACCESS_TOKEN_TTL_S + defaultClockSkewSec) * 1000;
-  const inForce = () =>
-    db
-      .fork()
-      .find(
-        TokenRevocation,
-        { revokedBefore: { $gt: new Date(Date.now() - windowMs) } },
-        { orderBy: { revokedBefore: "asc" } },
-      );
+  const windowSec = config.ACCESS_TOKEN_TTL_S + defaultClockSkewSec;
+  const inForce = async (): Promise<StoredRevocation[]> => {
+    const rows = await db.fork().execute<{ user_id: string; revoked_before: Date | string }[]>(
+      `select user_id, revoked_before from token_revocation
+       where revoked_before > clock_timestamp() - make_interval(secs => ?)
+       order by revoked_before`,
+      [windowSec],
+    );
+    return rows.map((r) => ({ userId: r.user_id, revokedBefore: new Date(r.revoked_before) }));
+  };
 
   return {
     inForce,
@@ -63,7 +70,7 @@ export function createRevocations(db: Database, config: UserConfig, log: Log): R
       // The account's row stays locked until the revocation commits. A login or a refresh of
       // the account, which holds the row too while it records its tokens, has either finished
       // (its tokens are revoked here) or waits, and then sees the revocation.
-      await em.execute("select id from app_user where id = ? for update", [userId]);
+      await lockAccountForUpdate(em, userId);
       await em.nativeUpdate(RefreshToken, { userId, revokedAt: null }, { revokedAt: new Date() });
       // Rounded up to the millisecond: a token issued before it has an earlier "iat". A token
       // issued after a revocation within the same millisecond is dated at the revocation
@@ -75,9 +82,10 @@ export function createRevocations(db: Database, config: UserConfig, log: Log): R
            excluded.revoked_before, token_revocation.revoked_before + interval '1 millisecond')`,
         [userId],
       );
-      await em.nativeDelete(TokenRevocation, {
-        revokedBefore: { $lt: new Date(Date.now() - windowMs) },
-      });
+      await em.execute(
+        "delete from token_revocation where revoked_before < clock_timestamp() - make_interval(secs => ?)",
+        [windowSec],
+      );
     },
     async issuedAtMs(em, userId) {
       const [row] = await em.execute<{ now_ms: string; revoked_ms: string | null }[]>(

@@ -8,7 +8,13 @@ import type { Database } from "../../kit/db/database.ts";
 import type { Log } from "../../kit/log.ts";
 import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
-import { lockedAccount, RefreshToken, User, type UserRow } from "./entities.ts";
+import {
+  lockAccountForUpdate,
+  lockedAccount,
+  RefreshToken,
+  User,
+  type UserRow,
+} from "./entities.ts";
 import type { SigningKeys } from "./keys.ts";
 import { type PasswordCheck, wrongPassword } from "./password-check.ts";
 import { hashPassword } from "./passwords.ts";
@@ -119,9 +125,11 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
           { tokenHash: hash },
           { lockMode: LockMode.PESSIMISTIC_WRITE },
         );
-        if (!token) return { ok: false as const };
+        // A revoked token's family was revoked with it (logout, or a revocation this refresh
+        // may have waited for).
+        if (!token || token.revokedAt) return { ok: false as const };
         const now = new Date();
-        if (token.rotatedAt || token.revokedAt) {
+        if (token.rotatedAt) {
           // Reuse of a spent token: whoever holds the family's live token may be a thief.
           await em.nativeUpdate(
             RefreshToken,
@@ -145,15 +153,20 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
     async logout(req) {
       if (req.refreshToken === "")
         throw new ConnectError("refresh_token is required", Code.InvalidArgument);
-      const em = db.fork();
-      const token = await em.findOne(RefreshToken, { tokenHash: tokenHash(req.refreshToken) });
+      const token = await db
+        .fork()
+        .findOne(RefreshToken, { tokenHash: tokenHash(req.refreshToken) });
       // Logging out twice, or with an unknown token, is not an error: the session is over.
       if (token) {
-        await em.nativeUpdate(
-          RefreshToken,
-          { familyId: token.familyId, revokedAt: null },
-          { revokedAt: new Date() },
-        );
+        await db.fork().transactional(async (em) => {
+          // A refresh of the family under way records its new token first.
+          await lockAccountForUpdate(em, token.userId);
+          await em.nativeUpdate(
+            RefreshToken,
+            { familyId: token.familyId, revokedAt: null },
+            { revokedAt: new Date() },
+          );
+        });
       }
       return {};
     },
