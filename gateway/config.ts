@@ -2,8 +2,8 @@ import { z } from "zod";
 import { authConfigShape } from "../kit/auth/remote-verifier.ts";
 import { resilienceConfigShape } from "../kit/balance/policy.ts";
 import { flagSchema, serverConfigSchema } from "../kit/config.ts";
-import { corsOriginsSchema } from "./cors.ts";
-import { rateLimitConfigShape } from "./rate-limit.ts";
+import { corsOriginsSchema } from "./admission/cors.ts";
+import { rateLimitConfigShape } from "./admission/rate-limit.ts";
 
 /** Base URLs of the instances of one service, comma-separated: at least one. */
 export function urlListSchema(defaultUrl: string) {

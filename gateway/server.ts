@@ -25,15 +25,12 @@ import { openRegistry } from "../kit/registry/open-registry.ts";
 import type { Watcher } from "../kit/registry/registry.ts";
 import type { Runnable } from "../kit/run-process.ts";
 import { createServing } from "../kit/serving.ts";
+import { applyCors, createCorsPolicy, routeMethodsOf } from "./admission/cors.ts";
+import { admit, clientKeyOf, createRateLimits } from "./admission/rate-limit.ts";
 import type { GatewayConfig } from "./config.ts";
-import { applyCors, createCorsPolicy, routeMethodsOf } from "./cors.ts";
-import { createDocs } from "./docs.ts";
+import { createDocs } from "./docs/docs.ts";
 import { sendError } from "./http-error.ts";
-import { createNativeProxy, respondError, rpcServiceOf } from "./native-proxy.ts";
-import { admit, clientKeyOf, createRateLimits } from "./rate-limit.ts";
 import { createResilienceMetrics } from "./resilience-metrics.ts";
-import { createRouteTable } from "./route-table.ts";
-import { createServiceUpstream, type ServiceUpstream } from "./service-upstream.ts";
 import {
   addressOf,
   createTranscoder,
@@ -42,8 +39,11 @@ import {
   type GatewayResponse,
   headerReader,
   setHeaders,
-} from "./transcoder.ts";
-import { createWebSocketGateway } from "./websocket.ts";
+} from "./rest/transcoder.ts";
+import { createWebSocketGateway } from "./rest/websocket.ts";
+import { createRouteTable } from "./routing/route-table.ts";
+import { createNativeProxy, respondError, rpcServiceOf } from "./upstream/native-proxy.ts";
+import { createServiceUpstream, type ServiceUpstream } from "./upstream/service-upstream.ts";
 
 /** A service the gateway routes, and the base URLs of the instances that serve it. */
 export interface GatewayTarget {

@@ -7,7 +7,7 @@ import { request } from "node:http";
 import { hasOption } from "@bufbuild/protobuf";
 import { chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { OpenApiDocument } from "../gateway/openapi.ts";
+import type { OpenApiDocument } from "../gateway/docs/openapi.ts";
 import { http } from "../gen/google/api/annotations_pb.ts";
 import { operationsOf, samplePath, validateOpenApi } from "./support/openapi.ts";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";

@@ -1,6 +1,10 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
-import type { OpenApiDocument, OpenApiOperation, OpenApiParameter } from "../../gateway/openapi.ts";
-import { openApiMethods } from "../../gateway/openapi.ts";
+import type {
+  OpenApiDocument,
+  OpenApiOperation,
+  OpenApiParameter,
+} from "../../gateway/docs/openapi.ts";
+import { openApiMethods } from "../../gateway/docs/openapi.ts";
 
 /** One operation of a document with its path and HTTP method (upper case). */
 export interface DocumentedOperation {

@@ -4,9 +4,9 @@ import { type DescMethod, getOption, hasOption, type Message } from "@bufbuild/p
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Counter, type Registry } from "prom-client";
 import { z } from "zod";
-import { call } from "../gen/protomesh/options/v1/options_pb.ts";
-import { millisSchema } from "../kit/config.ts";
-import type { Log } from "../kit/log.ts";
+import { call } from "../../gen/protomesh/options/v1/options_pb.ts";
+import { millisSchema } from "../../kit/config.ts";
+import type { Log } from "../../kit/log.ts";
 import {
   type BucketRule,
   type BucketStore,

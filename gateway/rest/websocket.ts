@@ -6,14 +6,15 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type WebSocket, WebSocketServer } from "ws";
-import { methodPath } from "../kit/call-policy.ts";
-import { errorBodyOf } from "../kit/error-body.ts";
-import { httpStatusOf } from "./http-error.ts";
-import { admit, clientKeyOf } from "./rate-limit.ts";
+import { methodPath } from "../../kit/call-policy.ts";
+import { errorBodyOf } from "../../kit/error-body.ts";
+import { admit, clientKeyOf } from "../admission/rate-limit.ts";
+import { httpStatusOf } from "../http-error.ts";
+import type { Route } from "../routing/route-table.ts";
+import type { ServiceUpstream } from "../upstream/service-upstream.ts";
+import type { StreamCall } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import type { Route } from "./route-table.ts";
-import type { ServiceUpstream } from "./service-upstream.ts";
 import {
   addressOf,
   forwardedHeadersOf,
@@ -21,7 +22,6 @@ import {
   type TranscoderOptions,
   timeoutOf,
 } from "./transcoder.ts";
-import type { StreamCall } from "./upstream.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
 export interface WebSocketGatewayOptions

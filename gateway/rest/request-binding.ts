@@ -12,9 +12,9 @@ import { reflect } from "@bufbuild/protobuf/reflect";
 import type { FieldMask } from "@bufbuild/protobuf/wkt";
 import { FieldMaskSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { TextType } from "./field-text.ts";
-import { FieldTextError, parseFieldText, textTypeOf } from "./field-text.ts";
-import type { Route } from "./route-table.ts";
+import type { TextType } from "../routing/field-text.ts";
+import { FieldTextError, parseFieldText, textTypeOf } from "../routing/field-text.ts";
+import type { Route } from "../routing/route-table.ts";
 
 /** Options of `bindRequest`. */
 export interface BindRequestOptions {

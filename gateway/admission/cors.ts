@@ -1,9 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { z } from "zod";
-import type { NodeRequest } from "../kit/node-http.ts";
-import { sendError } from "./http-error.ts";
-import { methodsOf, type RouteTable } from "./route-table.ts";
-import type { GatewayResponse } from "./transcoder.ts";
+import type { NodeRequest } from "../../kit/node-http.ts";
+import { sendError } from "../http-error.ts";
+import type { GatewayResponse } from "../rest/transcoder.ts";
+import { methodsOf, type RouteTable } from "../routing/route-table.ts";
 
 /** Which browser origins may call the gateway, read from CORS_ORIGINS and CORS_ALLOW_CREDENTIALS. */
 export interface CorsPolicy {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import type { Log } from "../kit/log.ts";
-import { openRedis } from "../kit/redis.ts";
+import type { Log } from "../../kit/log.ts";
+import { openRedis } from "../../kit/redis.ts";
 
 /** A token bucket: `points` tokens at most, refilled continuously at `points` per `durationMs`. */
 export interface BucketRule {

@@ -2,19 +2,19 @@ import type { DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { create, createFileRegistry, hasOption, setExtension } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, MethodOptionsSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { http } from "../gen/google/api/annotations_pb.ts";
-import { HttpRuleSchema } from "../gen/google/api/http_pb.ts";
-import { FileService } from "../gen/protomesh/file/v1/file_pb.ts";
-import { InferenceService } from "../gen/protomesh/inference/v1/inference_pb.ts";
-import { TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
-import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
-import type { RouteMatch } from "./route-table.ts";
-import { createRouteTable } from "./route-table.ts";
+import { http } from "../../gen/google/api/annotations_pb.ts";
+import { HttpRuleSchema } from "../../gen/google/api/http_pb.ts";
+import { FileService } from "../../gen/protomesh/file/v1/file_pb.ts";
+import { InferenceService } from "../../gen/protomesh/inference/v1/inference_pb.ts";
+import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import {
   ConflictService,
   file_protomesh_gatewaytest_v1_gatewaytest,
   LibraryService,
-} from "./testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
+} from "../testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
+import type { RouteMatch } from "./route-table.ts";
+import { createRouteTable } from "./route-table.ts";
 
 /** An HttpRule written as in a .proto file: the pattern as a plain key. */
 interface RuleInit {

@@ -2,9 +2,9 @@ import { readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { extname, join } from "node:path";
+import type { RouteTable } from "../routing/route-table.ts";
 import { createOpenApiDocument } from "./openapi.ts";
 import { loadProtoComments } from "./proto-comments.ts";
-import type { RouteTable } from "./route-table.ts";
 
 /** The part of a response the docs write: both HTTP versions' responses fit it. */
 export interface DocsResponse {

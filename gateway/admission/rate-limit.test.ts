@@ -7,12 +7,12 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { FileService } from "../gen/protomesh/file/v1/file_pb.ts";
-import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
-import { ConfigError, loadConfig } from "../kit/config.ts";
-import { deleteRedisKeys, testRedisUrl } from "../test/support/redis.ts";
-import { delay, within } from "../test/support/settle.ts";
-import { startTcpProxy, type TcpProxy } from "../test/support/tcp-proxy.ts";
+import { FileService } from "../../gen/protomesh/file/v1/file_pb.ts";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { ConfigError, loadConfig } from "../../kit/config.ts";
+import { deleteRedisKeys, testRedisUrl } from "../../test/support/redis.ts";
+import { delay, within } from "../../test/support/settle.ts";
+import { startTcpProxy, type TcpProxy } from "../../test/support/tcp-proxy.ts";
 import {
   clientAddressOf,
   clientKeyOf,

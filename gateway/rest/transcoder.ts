@@ -2,19 +2,25 @@ import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { HttpBody } from "../gen/google/api/httpbody_pb.ts";
-import type { Authenticate } from "../kit/auth/auth-interceptor.ts";
-import { methodPath } from "../kit/call-policy.ts";
-import { type DeadlinePolicy, restDeadline, restTimeoutHeader } from "../kit/deadline.ts";
-import type { Log } from "../kit/log.ts";
-import { sendError } from "./http-error.ts";
-import { accountOf, admit, clientAddressOf, clientKeyOf, type RateLimits } from "./rate-limit.ts";
+import type { HttpBody } from "../../gen/google/api/httpbody_pb.ts";
+import type { Authenticate } from "../../kit/auth/auth-interceptor.ts";
+import { methodPath } from "../../kit/call-policy.ts";
+import { type DeadlinePolicy, restDeadline, restTimeoutHeader } from "../../kit/deadline.ts";
+import type { Log } from "../../kit/log.ts";
+import {
+  accountOf,
+  admit,
+  clientAddressOf,
+  clientKeyOf,
+  type RateLimits,
+} from "../admission/rate-limit.ts";
+import { sendError } from "../http-error.ts";
+import { type RouteTable, rpcName } from "../routing/route-table.ts";
+import type { ServiceUpstream } from "../upstream/service-upstream.ts";
+import { responseMetadataOf } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import { type RouteTable, rpcName } from "./route-table.ts";
-import type { ServiceUpstream } from "./service-upstream.ts";
 import { isHttpBody, relayServerStream, relayUpload } from "./streaming.ts";
-import { responseMetadataOf } from "./upstream.ts";
 
 /** A request and response of either HTTP version (node's compat API). */
 export type GatewayRequest = IncomingMessage | Http2ServerRequest;

@@ -2,13 +2,13 @@ import type { DescService, JsonValue } from "@bufbuild/protobuf";
 import { toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
-import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
+import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import type { Route } from "../routing/route-table.ts";
+import { createRouteTable } from "../routing/route-table.ts";
+import { LibraryService } from "../testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
 import type { BindRequestOptions } from "./request-binding.ts";
 import { bindRequest, deriveUpdateMask } from "./request-binding.ts";
-import type { Route } from "./route-table.ts";
-import { createRouteTable } from "./route-table.ts";
-import { LibraryService } from "./testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
 
 /** A request as the gateway sees it: method, path with query, and the parsed JSON body. */
 interface Request {

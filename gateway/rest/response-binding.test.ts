@@ -2,14 +2,14 @@ import type { JsonValue, Message } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { bindResponse } from "./response-binding.ts";
-import { createRouteTable } from "./route-table.ts";
+import { createRouteTable } from "../routing/route-table.ts";
 import {
   BookSchema,
   Genre,
   LibraryService,
   ListBooksResponseSchema,
-} from "./testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
+} from "../testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
+import { bindResponse } from "./response-binding.ts";
 
 const table = createRouteTable([LibraryService]);
 

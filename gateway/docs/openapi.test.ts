@@ -1,21 +1,21 @@
 import { hasOption } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { http } from "../gen/google/api/annotations_pb.ts";
-import { FileService } from "../gen/protomesh/file/v1/file_pb.ts";
-import { InferenceService } from "../gen/protomesh/inference/v1/inference_pb.ts";
-import { TaskService } from "../gen/protomesh/task/v1/task_pb.ts";
-import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
+import { http } from "../../gen/google/api/annotations_pb.ts";
+import { FileService } from "../../gen/protomesh/file/v1/file_pb.ts";
+import { InferenceService } from "../../gen/protomesh/inference/v1/inference_pb.ts";
+import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import {
   operationById,
   operationsOf,
   parameterOf,
   samplePath,
   validateOpenApi,
-} from "../test/support/openapi.ts";
+} from "../../test/support/openapi.ts";
+import { createRouteTable, rpcName } from "../routing/route-table.ts";
+import { LibraryService } from "../testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
 import { createOpenApiDocument, type OpenApiDocument } from "./openapi.ts";
 import { loadProtoComments } from "./proto-comments.ts";
-import { createRouteTable, rpcName } from "./route-table.ts";
-import { LibraryService } from "./testdata/gen/protomesh/gatewaytest/v1/gatewaytest_pb.ts";
 
 const libraryTable = createRouteTable([LibraryService]);
 const library = createOpenApiDocument(libraryTable);

@@ -1,6 +1,6 @@
+import type { Route } from "../routing/route-table.ts";
 import type { JsonSchema, SchemaSet } from "./json-schema.ts";
 import type { OpenApiParameter } from "./openapi.ts";
-import type { Route } from "./route-table.ts";
 
 /** The OpenAPI path of a route, before its parameters are named. */
 export interface OpenApiPathShape {

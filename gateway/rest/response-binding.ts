@@ -1,7 +1,7 @@
 import type { JsonObject, JsonValue, Message, Registry } from "@bufbuild/protobuf";
 import { create, toJson } from "@bufbuild/protobuf";
 import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
-import type { Route } from "./route-table.ts";
+import type { Route } from "../routing/route-table.ts";
 
 /** Options of `bindResponse`. */
 export interface BindResponseOptions {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { UserService } from "../gen/protomesh/user/v1/user_pb.ts";
-import { gatewayConfigSchema } from "./config.ts";
+import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
+import { gatewayConfigSchema } from "../config.ts";
+import { createRouteTable } from "../routing/route-table.ts";
 import {
   type CorsPolicy,
   createCorsPolicy,
@@ -9,7 +10,6 @@ import {
   responseHeaders,
   routeMethodsOf,
 } from "./cors.ts";
-import { createRouteTable } from "./route-table.ts";
 
 const app = "https://app.example.com";
 const dev = "http://localhost:5173";

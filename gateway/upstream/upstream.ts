@@ -7,10 +7,10 @@ import {
   endStreamFromJson,
   errorFromJsonBytes,
 } from "@connectrpc/connect/protocol-connect";
-import { markUnanswered } from "../kit/balance/retryable.ts";
-import type { SessionKeeper } from "../kit/balance/session-keeper.ts";
-import type { Log } from "../kit/log.ts";
-import { drainedOrClosed } from "../kit/node-http.ts";
+import { markUnanswered } from "../../kit/balance/retryable.ts";
+import type { SessionKeeper } from "../../kit/balance/session-keeper.ts";
+import type { Log } from "../../kit/log.ts";
+import { drainedOrClosed } from "../../kit/node-http.ts";
 
 /** What an upstream call sends besides its messages. */
 export interface CallOptions {

@@ -1,7 +1,7 @@
 import type { DescField, DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
 import { getOption, hasOption, ScalarType } from "@bufbuild/protobuf";
-import { http } from "../gen/google/api/annotations_pb.ts";
-import type { HttpRule } from "../gen/google/api/http_pb.ts";
+import { http } from "../../gen/google/api/annotations_pb.ts";
+import type { HttpRule } from "../../gen/google/api/http_pb.ts";
 import { textTypeOf } from "./field-text.ts";
 import type { PathTemplate } from "./path-template.ts";
 import { createPathTemplate, splitPath } from "./path-template.ts";

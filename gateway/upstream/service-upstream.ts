@@ -1,10 +1,10 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { watchHealth } from "../kit/balance/health-watch.ts";
-import type { ResiliencePolicy } from "../kit/balance/policy.ts";
-import { createResilient, type ResilienceEvents } from "../kit/balance/resilient.ts";
-import { createSessionKeeper } from "../kit/balance/session-keeper.ts";
-import { isIdempotent, methodPath } from "../kit/call-policy.ts";
+import { watchHealth } from "../../kit/balance/health-watch.ts";
+import type { ResiliencePolicy } from "../../kit/balance/policy.ts";
+import { createResilient, type ResilienceEvents } from "../../kit/balance/resilient.ts";
+import { createSessionKeeper } from "../../kit/balance/session-keeper.ts";
+import { isIdempotent, methodPath } from "../../kit/call-policy.ts";
 import {
   type CallOptions,
   createUpstream,

@@ -1,12 +1,12 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import { getOption, hasOption } from "@bufbuild/protobuf";
-import { http } from "../gen/google/api/annotations_pb.ts";
-import { authPolicyOf } from "../kit/auth/auth-policy.ts";
-import { textTypeOf } from "./field-text.ts";
+import { http } from "../../gen/google/api/annotations_pb.ts";
+import { authPolicyOf } from "../../kit/auth/auth-policy.ts";
+import { textTypeOf } from "../routing/field-text.ts";
+import type { Route, RouteTable } from "../routing/route-table.ts";
+import { rpcName } from "../routing/route-table.ts";
 import { componentsRef, createSchemaSet, type JsonSchema, type SchemaSet } from "./json-schema.ts";
 import { openApiPathOf } from "./openapi-path.ts";
-import type { Route, RouteTable } from "./route-table.ts";
-import { rpcName } from "./route-table.ts";
 
 /** A parameter of an operation: a path variable or a query parameter. */
 export interface OpenApiParameter {

@@ -3,16 +3,16 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { reflect } from "@bufbuild/protobuf/reflect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import busboy from "busboy";
-import type { HttpBody } from "../gen/google/api/httpbody_pb.ts";
-import { errorBodyOf } from "../kit/error-body.ts";
-import { drainedOrClosed } from "../kit/node-http.ts";
-import { sendError } from "./http-error.ts";
+import type { HttpBody } from "../../gen/google/api/httpbody_pb.ts";
+import { errorBodyOf } from "../../kit/error-body.ts";
+import { drainedOrClosed } from "../../kit/node-http.ts";
+import { sendError } from "../http-error.ts";
+import type { Route } from "../routing/route-table.ts";
+import type { ServiceUpstream } from "../upstream/service-upstream.ts";
+import { type CallOptions, responseMetadataOf } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import type { Route } from "./route-table.ts";
-import type { ServiceUpstream } from "./service-upstream.ts";
 import type { GatewayRequest, GatewayResponse } from "./transcoder.ts";
-import { type CallOptions, responseMetadataOf } from "./upstream.ts";
 
 /** One REST call of a streaming RPC: where it goes and with what. */
 export interface StreamingCall {
