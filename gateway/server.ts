@@ -26,20 +26,19 @@ import type { Watcher } from "../kit/registry/registry.ts";
 import type { Runnable } from "../kit/run-process.ts";
 import { createServing } from "../kit/serving.ts";
 import { applyCors, createCorsPolicy, routeMethodsOf } from "./admission/cors.ts";
-import { admit, clientKeyOf, createRateLimits } from "./admission/rate-limit.ts";
+import { addressOf, admit, clientKeyOf, createRateLimits } from "./admission/rate-limit.ts";
 import type { GatewayConfig } from "./config.ts";
 import { createDocs } from "./docs/docs.ts";
-import { sendError } from "./http-error.ts";
-import { createResilienceMetrics } from "./resilience-metrics.ts";
 import {
-  addressOf,
-  createTranscoder,
   type Exchange,
   forwardedHeadersOf,
   type GatewayResponse,
   headerReader,
   setHeaders,
-} from "./rest/transcoder.ts";
+} from "./exchange.ts";
+import { sendError } from "./http-error.ts";
+import { createResilienceMetrics } from "./resilience-metrics.ts";
+import { createTranscoder } from "./rest/transcoder.ts";
 import { createWebSocketGateway } from "./rest/websocket.ts";
 import { createRouteTable } from "./routing/route-table.ts";
 import { createNativeProxy, respondError, rpcServiceOf } from "./upstream/native-proxy.ts";

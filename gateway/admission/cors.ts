@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { z } from "zod";
 import type { NodeRequest } from "../../kit/node-http.ts";
+import type { GatewayResponse } from "../exchange.ts";
 import { sendError } from "../http-error.ts";
-import type { GatewayResponse } from "../rest/transcoder.ts";
 import { methodsOf, type RouteTable } from "../routing/route-table.ts";
 
 /** Which browser origins may call the gateway, read from CORS_ORIGINS and CORS_ALLOW_CREDENTIALS. */

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { call } from "../../gen/protomesh/options/v1/options_pb.ts";
 import { millisSchema } from "../../kit/config.ts";
 import type { Log } from "../../kit/log.ts";
+import type { GatewayRequest } from "../exchange.ts";
 import {
   type BucketRule,
   type BucketStore,
@@ -415,4 +416,9 @@ function ipv6Groups(address: string): number[] {
   const right = tail === undefined || tail === "" ? [] : tail.split(":");
   const zeros = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill("0");
   return [...left, ...zeros, ...right].map((group) => Number.parseInt(group, 16));
+}
+
+/** The client address of a request, for its rate limit (see clientAddressOf). */
+export function addressOf(req: GatewayRequest, trustedProxies: number): string | undefined {
+  return clientAddressOf(req.socket?.remoteAddress, req.headers["x-forwarded-for"], trustedProxies);
 }

@@ -6,13 +6,13 @@ import busboy from "busboy";
 import type { HttpBody } from "../../gen/google/api/httpbody_pb.ts";
 import { errorBodyOf } from "../../kit/error-body.ts";
 import { drainedOrClosed } from "../../kit/node-http.ts";
+import type { GatewayRequest, GatewayResponse } from "../exchange.ts";
 import { sendError } from "../http-error.ts";
 import type { Route } from "../routing/route-table.ts";
 import type { ServiceUpstream } from "../upstream/service-upstream.ts";
 import { type CallOptions, responseMetadataOf } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import type { GatewayRequest, GatewayResponse } from "./transcoder.ts";
 
 /** One REST call of a streaming RPC: where it goes and with what. */
 export interface StreamingCall {

@@ -8,20 +8,15 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type WebSocket, WebSocketServer } from "ws";
 import { methodPath } from "../../kit/call-policy.ts";
 import { errorBodyOf } from "../../kit/error-body.ts";
-import { admit, clientKeyOf } from "../admission/rate-limit.ts";
+import { addressOf, admit, clientKeyOf } from "../admission/rate-limit.ts";
+import { forwardedHeadersOf, headerReader, timeoutOf } from "../exchange.ts";
 import { httpStatusOf } from "../http-error.ts";
 import type { Route } from "../routing/route-table.ts";
 import type { ServiceUpstream } from "../upstream/service-upstream.ts";
 import type { StreamCall } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import {
-  addressOf,
-  forwardedHeadersOf,
-  headerReader,
-  type TranscoderOptions,
-  timeoutOf,
-} from "./transcoder.ts";
+import type { TranscoderOptions } from "./transcoder.ts";
 
 /** What the WebSocket side of the gateway needs: what the REST side does, and more. */
 export interface WebSocketGatewayOptions

@@ -2,7 +2,7 @@ import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Log } from "../../kit/log.ts";
-import type { GatewayRequest, GatewayResponse } from "../rest/transcoder.ts";
+import type { GatewayRequest, GatewayResponse } from "../exchange.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
 import type { Upstream } from "./upstream.ts";
 
