@@ -4,7 +4,6 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type WebSocket, WebSocketServer } from "ws";
 import { methodPath } from "../../kit/call-policy.ts";
 import { errorBodyOf } from "../../kit/error-body.ts";
@@ -12,6 +11,7 @@ import { addressOf, admit, clientKeyOf } from "../admission/rate-limit.ts";
 import { forwardedHeadersOf, headerReader, timeoutOf } from "../exchange.ts";
 import { httpStatusOf } from "../http-error.ts";
 import type { Route } from "../routing/route-table.ts";
+import { codeName } from "../upstream/connect-wire.ts";
 import type { ServiceUpstream } from "../upstream/service-upstream.ts";
 import type { StreamCall } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
@@ -192,7 +192,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions) {
 /** Ends a session with a last `{"error": ...}` frame and close code 4000 + the error's code. */
 function closeWithError(ws: WebSocket, error: ConnectError): void {
   ws.send(JSON.stringify({ error: errorBodyOf(error) }));
-  ws.close(closeCodeBase + error.code, codeToString(error.code));
+  ws.close(closeCodeBase + error.code, codeName(error.code));
 }
 
 /** The subprotocols a WebSocket client offered. */

@@ -1,8 +1,8 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Log } from "../../kit/log.ts";
 import type { GatewayRequest, GatewayResponse } from "../exchange.ts";
+import { codeName, httpStatusOfCode } from "./connect-wire.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
 import type { Upstream } from "./upstream.ts";
 
@@ -190,6 +190,6 @@ export function respondError(res: GatewayResponse, contentType: string, error: C
     res.end();
     return;
   }
-  res.writeHead(codeToHttpStatus(error.code), { ...headers, "content-type": "application/json" });
-  res.end(JSON.stringify({ code: codeToString(error.code), message: error.rawMessage }));
+  res.writeHead(httpStatusOfCode(error.code), { ...headers, "content-type": "application/json" });
+  res.end(JSON.stringify({ code: codeName(error.code), message: error.rawMessage }));
 }

@@ -1,16 +1,10 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
-import {
-  codeFromHttpStatus,
-  endStreamFlag,
-  endStreamFromJson,
-  errorFromJsonBytes,
-} from "@connectrpc/connect/protocol-connect";
 import { markUnanswered } from "../../kit/balance/retryable.ts";
 import type { SessionKeeper } from "../../kit/balance/session-keeper.ts";
 import type { Log } from "../../kit/log.ts";
 import { drainedOrClosed } from "../../kit/node-http.ts";
+import { encodeMessage, errorOfResponse, readMessages } from "./connect-wire.ts";
 
 /** What an upstream call sends besides its messages. */
 export interface CallOptions {
@@ -211,7 +205,7 @@ export function createUpstream(
             reject(markUnanswered(unavailable("stream ended without a response")));
             return;
           }
-          reject(errorOf(status, headers, bytes));
+          reject(errorOfResponse(status, headers, bytes));
         });
       const onError = (err: Error) => {
         const error = unavailable(err);
@@ -261,21 +255,11 @@ export function createUpstream(
       if (status !== 200) {
         const bytes = await readAll(live, maxErrorBytes);
         finish();
-        throw errorOf(status, response, bytes);
+        throw errorOfResponse(status, response, bytes);
       }
       try {
-        for await (const envelope of readEnvelopes(live, options.maxResponseBytes)) {
-          if ((envelope.flags & endStreamFlag) === endStreamFlag) {
-            const end = endStreamFromJson(envelope.data);
-            finish();
-            if (end.error !== undefined) throw end.error;
-            return;
-          }
-          if ((envelope.flags & compressedFlag) !== 0) {
-            throw new ConnectError("upstream sent a compressed message unasked", Code.Internal);
-          }
-          yield envelope.data;
-        }
+        yield* readMessages(live, options.maxResponseBytes);
+        finish();
       } catch (err) {
         if (failure !== undefined) throw failure;
         if (err instanceof ConnectError) {
@@ -285,15 +269,12 @@ export function createUpstream(
         fail(unavailable(err));
         throw failure;
       }
-      throw (
-        failure ?? new ConnectError("upstream ended the stream without its end", Code.Unavailable)
-      );
     }
 
     return {
       async send(message) {
         if (live === undefined || failure !== undefined) throw failure;
-        if (!live.write(encodeEnvelope(0, message))) await drainedOrClosed(live);
+        if (!live.write(encodeMessage(message))) await drainedOrClosed(live);
         if (failure !== undefined) throw failure;
         if (live.closed) throw unavailable("stream closed");
       },
@@ -351,52 +332,6 @@ export function responseMetadataOf(
   return out;
 }
 
-// Connect's enveloped messages: one flags byte, a 32-bit big-endian length, the message.
-const compressedFlag = 0b1;
-const envelopeHeaderBytes = 5;
-
-/**
- * Splits a byte stream into enveloped messages; throws ResourceExhausted past `max` bytes.
- * A message spread over many chunks is joined once, when it is complete.
- */
-async function* readEnvelopes(
-  stream: AsyncIterable<unknown>,
-  max: number,
-): AsyncGenerator<{ flags: number; data: Uint8Array }> {
-  let pending: Buffer[] = [];
-  let size = 0;
-  // The length of the message being received, once its header is in.
-  let needed = envelopeHeaderBytes;
-  for await (const chunk of stream) {
-    pending.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    while (size >= needed) {
-      let buffer = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, size);
-      pending = [buffer];
-      if (needed === envelopeHeaderBytes) {
-        const length = buffer.readUInt32BE(1);
-        if (length > max) {
-          throw new ConnectError(
-            `upstream message larger than ${max} bytes`,
-            Code.ResourceExhausted,
-          );
-        }
-        needed = envelopeHeaderBytes + length;
-        if (size < needed) break;
-      }
-      const flags = buffer[0] as number;
-      yield { flags, data: buffer.subarray(envelopeHeaderBytes, needed) };
-      buffer = buffer.subarray(needed);
-      pending = buffer.length > 0 ? [buffer] : [];
-      size = buffer.length;
-      needed = envelopeHeaderBytes;
-    }
-  }
-  if (size > 0) {
-    throw new ConnectError("upstream stream ended inside a message", Code.Unavailable);
-  }
-}
-
 /** Reads a stream to its end, keeping at most `max` bytes. */
 async function readAll(stream: http2.ClientHttp2Stream, max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -427,37 +362,4 @@ function watchCall(call: CallOptions, fail: (err: ConnectError) => void): () => 
   // Later, not now: the caller holds the returned function only once this has returned.
   if (call.signal?.aborted) queueMicrotask(onAbort);
   return unwatch;
-}
-
-/**
- * The error of a Connect response that is not a success: its JSON error body, or, for a body
- * that is none (a proxy's error page), an error of the code the HTTP status maps to.
- */
-function errorOf(
-  status: number,
-  headers: http2.IncomingHttpHeaders,
-  body: Uint8Array,
-): ConnectError {
-  const metadata = metadataOf(headers);
-  const fallback = new ConnectError(
-    `upstream answered HTTP ${status}`,
-    codeFromHttpStatus(status),
-    metadata,
-  );
-  try {
-    return errorFromJsonBytes(body, metadata, fallback);
-  } catch {
-    // errorFromJsonBytes throws the fallback when the body is not a Connect error.
-    return fallback;
-  }
-}
-
-/** Response headers without HTTP/2 pseudo-headers, as error metadata. */
-function metadataOf(headers: http2.IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.startsWith(":") || value === undefined) continue;
-    for (const v of Array.isArray(value) ? value : [value]) out.append(name, String(v));
-  }
-  return out;
 }
