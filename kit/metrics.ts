@@ -1,5 +1,13 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
+/**
+ * The buckets of every latency histogram, in seconds: from 1 ms to 30 s, unary calls at the low
+ * end, streams and uploads at the high end.
+ */
+export const latencyBuckets = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
 /** The Prometheus registry of one process and the RPC metrics every server records. */
 export interface Metrics {
   readonly registry: Registry;
@@ -36,8 +44,7 @@ export function createMetrics(): Metrics {
       name: "rpc_server_duration_seconds",
       help: "RPC call latency in seconds.",
       labelNames: ["service", "method"],
-      // From 1 ms to 30 s: unary calls sit at the low end, streams and uploads at the high end.
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: latencyBuckets,
       registers: [registry],
     }),
     inFlight: new Gauge({
