@@ -1,3 +1,4 @@
+import type { ServiceImpl } from "@connectrpc/connect";
 import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
 import { createTokenVerifier } from "../../kit/auth/token-verifier.ts";
@@ -71,17 +72,17 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
     audience: config.JWT_AUDIENCE,
     revocations: revocations.list,
   });
+  // Every RPC of the contract: one left out fails to compile.
+  const rpcs: ServiceImpl<typeof UserService> = {
+    ...createAccountRpcs({ db, jobs, keys, pageTokens, config, revocations, passwords }),
+    ...createSessionRpcs({ db, keys, config, log, passwords, revocations }),
+    ...createRevocationRpcs(db, revocations),
+  };
   const server = createServer({
     config,
     log,
     metrics,
-    services: [
-      bindService(UserService, {
-        ...createAccountRpcs({ db, jobs, keys, pageTokens, config, revocations, passwords }),
-        ...createSessionRpcs({ db, keys, config, log, passwords, revocations }),
-        ...createRevocationRpcs(db, revocations),
-      }),
-    ],
+    services: [bindService(UserService, rpcs)],
     interceptors: [createAuthInterceptor({ verifier, log }), createCurrentRoleInterceptor(db)],
   });
   return {
