@@ -12,17 +12,17 @@ import { createPageTokens } from "../../kit/page-token.ts";
 import { openRegistry } from "../../kit/registry/open-registry.ts";
 import type { Runnable } from "../../kit/run-process.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
-import { createActivityRpcs } from "./activity-log.ts";
-import { createCommentRpcs } from "./comments.ts";
+import { createActivityRpcs } from "./activity-rpcs.ts";
+import { createCommentRpcs } from "./comment-rpcs.ts";
 import type { TaskConfig } from "./config.ts";
 import { taskEntities } from "./entities.ts";
-import { createExportRpcs } from "./export.ts";
-import { createMemberRpcs } from "./members.ts";
+import { createExportRpcs } from "./export-rpcs.ts";
+import { createMemberRpcs } from "./member-rpcs.ts";
 import { taskMigrations } from "./migrations.ts";
-import { createProjectRpcs } from "./projects.ts";
-import { createStatsRpcs } from "./stats.ts";
-import { createTaskListRpcs } from "./task-list.ts";
-import { createTaskRpcs } from "./tasks.ts";
+import { createProjectRpcs } from "./project-rpcs.ts";
+import { createStatsRpcs } from "./stats-rpcs.ts";
+import { createTaskListRpcs } from "./task-list-rpcs.ts";
+import { createTaskRpcs } from "./task-rpcs.ts";
 import { createUserDirectory } from "./user-directory.ts";
 
 /** What the task service is built from. */

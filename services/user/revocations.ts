@@ -1,8 +1,4 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
 import type { SqlEntityManager } from "@mikro-orm/postgresql";
-import type { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
-import { requireIdentity } from "../../kit/auth/identity.ts";
 import { type PolledRevocationList, pollRevocations } from "../../kit/auth/revocations.ts";
 import { defaultClockSkewSec } from "../../kit/auth/token-verifier.ts";
 import type { Database } from "../../kit/db/database.ts";
@@ -34,8 +30,6 @@ export interface Revocations {
    */
   issuedAtMs(em: SqlEntityManager, userId: string): Promise<number>;
 }
-
-type RevocationRpcs = Pick<ServiceImpl<typeof UserService>, "logoutAll" | "listRevocations">;
 
 /**
  * Keeps the revocations in the user service's database, one row per account, for as long as
@@ -95,27 +89,6 @@ export function createRevocations(db: Database, config: UserConfig, log: Log): R
         [userId],
       );
       return Math.max(Number(row?.now_ms ?? Date.now()), Number(row?.revoked_ms ?? 0));
-    },
-  };
-}
-
-/** LogoutAll and ListRevocations. */
-export function createRevocationRpcs(db: Database, revocations: Revocations): RevocationRpcs {
-  return {
-    async logoutAll(_req, ctx) {
-      const { userId } = requireIdentity(ctx);
-      await db.fork().transactional((em) => revocations.revoke(em, userId));
-      await revocations.list.reload();
-      return {};
-    },
-
-    async listRevocations() {
-      return {
-        revocations: (await revocations.inForce()).map((r) => ({
-          userId: r.userId,
-          revokeTime: timestampFromDate(r.revokedBefore),
-        })),
-      };
     },
   };
 }

@@ -11,15 +11,16 @@ import { createMetrics } from "../../kit/metrics.ts";
 import { createPageTokens } from "../../kit/page-token.ts";
 import type { Runnable } from "../../kit/run-process.ts";
 import { bindService, createServer, type Server } from "../../kit/server.ts";
-import { createAccountRpcs } from "./accounts.ts";
+import { createAccountRpcs } from "./account-rpcs.ts";
 import type { UserConfig } from "./config.ts";
 import { createCurrentRoleInterceptor } from "./current-role.ts";
 import { userEntities } from "./entities.ts";
 import { loadSigningKeys } from "./keys.ts";
 import { userMigrations } from "./migrations.ts";
 import { createPasswordCheck } from "./password-check.ts";
-import { createRevocationRpcs, createRevocations } from "./revocations.ts";
-import { createSessionRpcs } from "./sessions.ts";
+import { createRevocationRpcs } from "./revocation-rpcs.ts";
+import { createRevocations } from "./revocations.ts";
+import { createSessionRpcs } from "./session-rpcs.ts";
 import { consumeVerificationMail } from "./verification-mail.ts";
 
 /** What the user service is built from. */

@@ -4,7 +4,7 @@ import {
 } from "../../gen/protomesh/user/v1/events_pb.ts";
 import type { Jobs } from "../../kit/jobs/jobs.ts";
 import type { Mail, Mailer } from "../../kit/mail/mailer.ts";
-import { userStreams } from "./accounts.ts";
+import { userStreams } from "./account-rpcs.ts";
 
 /** The verification mail for a new account. */
 export function verificationMail(event: UserRegistered, publicUrl: string): Mail {

@@ -23,7 +23,7 @@ import {
   verificationTokenOf,
   waitForEml,
 } from "../../test/support/user-service.ts";
-import { userStreams } from "./accounts.ts";
+import { userStreams } from "./account-rpcs.ts";
 import { userConfigSchema } from "./config.ts";
 import { TokenRevocation, userEntities } from "./entities.ts";
 import { userMigrations } from "./migrations.ts";

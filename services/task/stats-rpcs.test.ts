@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { MemberRole, TaskStatus } from "../../gen/protomesh/task/v1/task_pb.ts";
 import { type TestUser, useTaskService } from "../../test/support/task-service.ts";
 import { expectCode } from "../../test/support/user-service.ts";
-import { weekStart } from "./stats.ts";
+import { weekStart } from "./stats-rpcs.ts";
 
 const svc = useTaskService();
 let owner: TestUser;

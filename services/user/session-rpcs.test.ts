@@ -30,7 +30,7 @@ import { userMigrations } from "./migrations.ts";
 import { createPasswordCheck } from "./password-check.ts";
 import { hashPassword } from "./passwords.ts";
 import { createRevocations } from "./revocations.ts";
-import { createSessionRpcs } from "./sessions.ts";
+import { createSessionRpcs } from "./session-rpcs.ts";
 
 const maxFailures = 3;
 const lockSeconds = 1;

@@ -12,7 +12,7 @@ import {
 } from "../../gen/protomesh/task/v1/task_pb.ts";
 import { parseCsv, type TestUser, useTaskService } from "../../test/support/task-service.ts";
 import { expectCode } from "../../test/support/user-service.ts";
-import { taskColumns } from "./export.ts";
+import { taskColumns } from "./export-rpcs.ts";
 import { seedTasks } from "./seed.ts";
 
 const svc = useTaskService();
