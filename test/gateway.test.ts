@@ -10,7 +10,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import {
   Health,
@@ -439,6 +439,98 @@ describe("native clients through the gateway", () => {
       ]),
     );
   });
+});
+
+describe("admission at the edge, the same for every entry", () => {
+  type Entry = (method: "getMe" | "listUsers", headers: Record<string, string>) => Promise<number>;
+  const codeOf = (call: Promise<unknown>): Promise<number> =>
+    call.then(
+      () => 0,
+      (err: unknown) => ConnectError.from(err).code,
+    );
+  // Transports are made at the call: the gateway has not started when the table is built.
+  const native =
+    (transport: () => ReturnType<typeof createConnectTransport>): Entry =>
+    (method, headers) =>
+      codeOf(createClient(UserService, transport())[method]({}, { headers }));
+  const entries: Record<string, Entry> = {
+    "REST (JSON over HTTP)": async (method, headers) => {
+      const path = method === "getMe" ? "/v1/users/me" : "/v1/users";
+      const res = await fetch(`${gateway.url}${path}`, { headers });
+      const body = (await res.json()) as { code?: number };
+      return res.status === 200 ? 0 : (body.code ?? -1);
+    },
+    "native Connect": native(() =>
+      createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }),
+    ),
+    "native gRPC": native(() => createGrpcTransport({ baseUrl: gateway.url })),
+    "native gRPC-Web": native(() =>
+      createGrpcWebTransport({ baseUrl: gateway.url, httpVersion: "1.1" }),
+    ),
+  };
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  let memberToken = "";
+  let revokedToken = "";
+
+  beforeAll(async () => {
+    memberToken = await tokenFor("admission-member@example.com");
+    revokedToken = await tokenFor("admission-revoked@example.com");
+    const users = createClient(
+      UserService,
+      createConnectTransport({ baseUrl: user.url, httpVersion: "1.1" }),
+    );
+    await users.logoutAll({}, { headers: bearer(revokedToken) });
+    // Refused at once by the user service, and by the gateway once it has reloaded.
+    await vi.waitFor(
+      async () => {
+        const code = await entries["REST (JSON over HTTP)"]?.("getMe", bearer(revokedToken));
+        expect(code).toBe(Code.Unauthenticated);
+      },
+      { timeout: 10_000, interval: 100 },
+    );
+  });
+
+  // Each case: what is sent, the verdict, and whether the gateway decides it alone. A revoked
+  // account's token is refused by the gateway once it has reloaded the revocations (every 2 s),
+  // and until then by the user service, with the same verdict.
+  const cases: [string, "getMe" | "listUsers", () => Record<string, string>, Code, boolean][] = [
+    ["no token", "getMe", () => ({}), Code.Unauthenticated, true],
+    [
+      "a forged token",
+      "getMe",
+      () => bearer("eyJhbGciOiJFZERTQSJ9.e30.c2ln"),
+      Code.Unauthenticated,
+      true,
+    ],
+    [
+      "a member's token on an admin RPC",
+      "listUsers",
+      () => bearer(memberToken),
+      Code.PermissionDenied,
+      true,
+    ],
+    ["a revoked account's token", "getMe", () => bearer(revokedToken), Code.Unauthenticated, false],
+  ];
+
+  it.each(Object.keys(entries))(
+    "gives each case the same verdict at %s, deciding at the edge what it can",
+    async (name) => {
+      const entry = entries[name];
+      if (entry === undefined) throw new Error(name);
+      const atTheEdge: string[] = [];
+      for (const [, method, headersOf, code, edge] of cases) {
+        const trace = traceparent();
+        if (edge) atTheEdge.push(trace.split("-")[1] ?? "");
+        expect(await entry(method, { ...headersOf(), traceparent: trace })).toBe(code);
+      }
+      // A call that reaches the user service, so that its log has caught up.
+      const served = traceparent();
+      expect(await entry("getMe", { ...bearer(memberToken), traceparent: served })).toBe(0);
+      const traces = () => user.logs.filter((l) => l.msg === "call").map((l) => String(l.traceId));
+      await expect.poll(traces).toContain(served.split("-")[1]);
+      expect(traces().filter((t) => atTheEdge.includes(t))).toEqual([]);
+    },
+  );
 });
 
 describe("CORS at the gateway", () => {

@@ -35,8 +35,9 @@ export type AdmitNative = (
  * Creates the admission of native Connect, gRPC and gRPC-Web calls. The gateway serves,
  * natively too, the RPCs the contract gives a google.api.http rule; one without
  * (UserService.ListRevocations) is for the mesh's own processes only, Unimplemented here. A
- * call is limited like its REST form: per verified subject, else per client address. The
- * service checks the token itself, so one that does not verify here only loses its subject.
+ * call is admitted as its REST form is: its token is checked against the RPC's auth policy
+ * before anything reaches the service (which checks it again), and it is limited per verified
+ * subject, else per client address.
  */
 export function createNativeAdmission(options: NativeAdmissionOptions): AdmitNative {
   const { authenticate, rateLimits, trustedProxies } = options;
@@ -50,11 +51,7 @@ export function createNativeAdmission(options: NativeAdmissionOptions): AdmitNat
     if (method === undefined) {
       throw new ConnectError(`${path} is not served by the gateway`, Code.Unimplemented);
     }
-    const headers = forwardedHeadersOf(req);
-    const identity =
-      headers.authorization === undefined
-        ? undefined
-        : await authenticate(method, headerReader(headers)).catch(() => undefined);
+    const identity = await authenticate(method, headerReader(forwardedHeadersOf(req)));
     const client = clientKeyOf(identity?.userId, addressOf(req, trustedProxies));
     setHeaders(res, await admit(rateLimits.take(client, method)));
   };
