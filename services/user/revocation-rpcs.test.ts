@@ -5,7 +5,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { EnvelopeSchema } from "../../gen/protomesh/events/v1/envelope_pb.ts";
 import { UserDeletedSchema, UserDisabledSchema } from "../../gen/protomesh/user/v1/events_pb.ts";
 import { Role } from "../../gen/protomesh/user/v1/user_pb.ts";
@@ -318,7 +318,8 @@ describe("a revocation racing the account's own calls", () => {
         issued.push(next);
       }
     })();
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // The chain is under way: a few refreshes have gone through.
+    await vi.waitFor(() => expect(issued.length).toBeGreaterThan(2));
     await untilDone(first);
     await refreshing;
     return issued;
