@@ -218,7 +218,7 @@ export function createAccountRpcs({
       }
       const id = parseUuid(req.id, "id");
       const role = req.role === Role.ADMIN ? "admin" : "member";
-      const changed = await db.fork().transactional(async (em) => {
+      const changed = await revocations.revoking(async (em, revoke) => {
         const admins = await lockAdmins(em);
         const user = await em.findOne(User, { id });
         if (!user) throw notFound(req.id);
@@ -227,18 +227,17 @@ export function createAccountRpcs({
           user.role = role;
           user.updatedAt = new Date();
           // Tokens name the roles they were issued with: the account signs in again.
-          await revocations.revoke(em, user.id);
+          await revoke(user.id);
         }
         return user;
       });
-      await revocations.list.reload();
       return userToProto(changed);
     },
 
     async deleteMe(req, ctx) {
       const { userId } = requireIdentity(ctx);
       const confirmed = await passwords.confirmCaller(userId, req.password);
-      await db.fork().transactional(async (em) => {
+      await revocations.revoking(async (em, revoke) => {
         const admins = await lockAdmins(em);
         const user = await em.findOne(
           User,
@@ -249,7 +248,7 @@ export function createAccountRpcs({
         // Its password changed since it was checked: the one given is not the password now.
         if (user.passwordHash !== confirmed.passwordHash) throw wrongPassword();
         if (isActiveAdmin(user) && admins <= 1) throw lastAdmin("delete its account");
-        await revocations.revoke(em, userId);
+        await revoke(userId);
         // Its refresh and verification tokens go with it (on delete cascade).
         await em.nativeDelete(User, { id: userId });
         await em.execute("delete from login_throttle where email = ?", [user.email]);
@@ -259,7 +258,6 @@ export function createAccountRpcs({
         });
         jobs.publish(em, userStreams.deleted, UserDeletedSchema, event, traceparentOf(ctx));
       });
-      await revocations.list.reload();
       return {};
     },
 
@@ -268,7 +266,7 @@ export function createAccountRpcs({
       if (id === requireIdentity(ctx).userId) {
         throw new ConnectError("an admin cannot disable its own account", Code.FailedPrecondition);
       }
-      const user = await db.fork().transactional(async (em) => {
+      const user = await revocations.revoking(async (em, revoke) => {
         const admins = await lockAdmins(em);
         const user = await em.findOne(User, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
         if (!user) throw notFound(req.id);
@@ -277,7 +275,7 @@ export function createAccountRpcs({
           if (isActiveAdmin(user) && admins <= 1) throw lastAdmin("be disabled");
           user.disabled = true;
           user.updatedAt = new Date();
-          await revocations.revoke(em, id);
+          await revoke(id);
           const event = create(UserDisabledSchema, {
             userId: id,
             disableTime: timestampFromDate(user.updatedAt),
@@ -286,7 +284,6 @@ export function createAccountRpcs({
         }
         return user;
       });
-      await revocations.list.reload();
       return userToProto(user);
     },
 

@@ -390,9 +390,7 @@ describe("the revocation list", () => {
       const listed = await revocations.inForce();
       expect(listed.map((r) => r.userId)).toEqual(["00000000-0000-4000-8000-000000000089"]);
       // The next revocation sweeps what has expired.
-      await db
-        .fork()
-        .transactional((tx) => revocations.revoke(tx, "00000000-0000-4000-8000-000000000001"));
+      await revocations.revoking((_em, revoke) => revoke("00000000-0000-4000-8000-000000000001"));
       const stored = await db.fork().find(TokenRevocation, {}, { orderBy: { userId: "asc" } });
       expect(stored.map((r) => r.userId)).toEqual([
         "00000000-0000-4000-8000-000000000001",

@@ -2,18 +2,16 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { requireIdentity } from "../../kit/auth/identity.ts";
-import type { Database } from "../../kit/db/database.ts";
 import type { Revocations } from "./revocations.ts";
 
 type RevocationRpcs = Pick<ServiceImpl<typeof UserService>, "logoutAll" | "listRevocations">;
 
 /** LogoutAll and ListRevocations. */
-export function createRevocationRpcs(db: Database, revocations: Revocations): RevocationRpcs {
+export function createRevocationRpcs(revocations: Revocations): RevocationRpcs {
   return {
     async logoutAll(_req, ctx) {
       const { userId } = requireIdentity(ctx);
-      await db.fork().transactional((em) => revocations.revoke(em, userId));
-      await revocations.list.reload();
+      await revocations.revoking((_em, revoke) => revoke(userId));
       return {};
     },
 

@@ -12,6 +12,9 @@ export interface StoredRevocation {
   readonly revokedBefore: Date;
 }
 
+/** Ends every session of an account, in the transaction of `revoking`. */
+export type Revoke = (userId: string) => Promise<void>;
+
 /** The revoked accounts of the user service, and how to revoke one. */
 export interface Revocations {
   /** What this process's verifier checks, reloaded from the database. */
@@ -19,11 +22,12 @@ export interface Revocations {
   /** Every revocation still in force, oldest first. */
   inForce(): Promise<readonly StoredRevocation[]>;
   /**
-   * Ends every session of an account, in the caller's transaction: its refresh tokens are
-   * revoked and the access tokens issued to it until now will be refused. Reload the list
-   * once the transaction has committed.
+   * Runs `work` in a transaction of the user service's database, in which `revoke(userId)`
+   * ends every session of an account: its refresh tokens are revoked and the access tokens
+   * issued to it until now will be refused. Once the transaction commits, this process's list
+   * is reloaded, so this instance refuses those tokens at once.
    */
-  revoke(em: SqlEntityManager, userId: string): Promise<void>;
+  revoking<T>(work: (em: SqlEntityManager, revoke: Revoke) => Promise<T>): Promise<T>;
   /**
    * When a token issued now to an account counts as issued, in milliseconds: never before
    * the account's revocation. Call it in the transaction that holds the account's row.
@@ -49,37 +53,47 @@ export function createRevocations(db: Database, config: UserConfig, log: Log): R
     return rows.map((r) => ({ userId: r.user_id, revokedBefore: new Date(r.revoked_before) }));
   };
 
+  const list = pollRevocations({
+    fetch: async () =>
+      (await inForce()).map((r) => ({
+        userId: r.userId,
+        revokedBeforeSec: r.revokedBefore.getTime() / 1000,
+      })),
+    intervalMs: config.REVOCATION_POLL_MS,
+    log,
+  });
+
+  async function revoke(em: SqlEntityManager, userId: string): Promise<void> {
+    // The account's row stays locked until the revocation commits. A login or a refresh of
+    // the account, which holds the row too while it records its tokens, has either finished
+    // (its tokens are revoked here) or waits, and then sees the revocation.
+    await lockAccountForUpdate(em, userId);
+    await em.nativeUpdate(RefreshToken, { userId, revokedAt: null }, { revokedAt: new Date() });
+    // Rounded up to the millisecond: a token issued before it has an earlier "iat". A token
+    // issued after a revocation within the same millisecond is dated at the revocation
+    // (issuedAtMs), so the next revocation moves at least a millisecond past it.
+    await em.execute(
+      `insert into token_revocation (user_id, revoked_before)
+       values (?, to_timestamp(ceil(extract(epoch from clock_timestamp()) * 1000) / 1000))
+       on conflict (user_id) do update set revoked_before = greatest(
+         excluded.revoked_before, token_revocation.revoked_before + interval '1 millisecond')`,
+      [userId],
+    );
+    await em.execute(
+      "delete from token_revocation where revoked_before < clock_timestamp() - make_interval(secs => ?)",
+      [windowSec],
+    );
+  }
+
   return {
     inForce,
-    list: pollRevocations({
-      fetch: async () =>
-        (await inForce()).map((r) => ({
-          userId: r.userId,
-          revokedBeforeSec: r.revokedBefore.getTime() / 1000,
-        })),
-      intervalMs: config.REVOCATION_POLL_MS,
-      log,
-    }),
-    async revoke(em, userId) {
-      // The account's row stays locked until the revocation commits. A login or a refresh of
-      // the account, which holds the row too while it records its tokens, has either finished
-      // (its tokens are revoked here) or waits, and then sees the revocation.
-      await lockAccountForUpdate(em, userId);
-      await em.nativeUpdate(RefreshToken, { userId, revokedAt: null }, { revokedAt: new Date() });
-      // Rounded up to the millisecond: a token issued before it has an earlier "iat". A token
-      // issued after a revocation within the same millisecond is dated at the revocation
-      // (issuedAtMs), so the next revocation moves at least a millisecond past it.
-      await em.execute(
-        `insert into token_revocation (user_id, revoked_before)
-         values (?, to_timestamp(ceil(extract(epoch from clock_timestamp()) * 1000) / 1000))
-         on conflict (user_id) do update set revoked_before = greatest(
-           excluded.revoked_before, token_revocation.revoked_before + interval '1 millisecond')`,
-        [userId],
-      );
-      await em.execute(
-        "delete from token_revocation where revoked_before < clock_timestamp() - make_interval(secs => ?)",
-        [windowSec],
-      );
+    list,
+    async revoking(work) {
+      const result = await db
+        .fork()
+        .transactional((em) => work(em, (userId) => revoke(em, userId)));
+      await list.reload();
+      return result;
     },
     async issuedAtMs(em, userId) {
       const [row] = await em.execute<{ now_ms: string; revoked_ms: string | null }[]>(

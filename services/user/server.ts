@@ -77,7 +77,7 @@ export async function createUserServer({ config, log }: UserServerDeps): Promise
   const rpcs: ServiceImpl<typeof UserService> = {
     ...createAccountRpcs({ db, jobs, keys, pageTokens, config, revocations, passwords }),
     ...createSessionRpcs({ db, keys, config, log, passwords, revocations }),
-    ...createRevocationRpcs(db, revocations),
+    ...createRevocationRpcs(revocations),
   };
   const server = createServer({
     config,

@@ -176,7 +176,7 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
       checkPassword(req.newPassword);
       const confirmed = await passwords.confirmCaller(userId, req.currentPassword);
       const passwordHash = await hashPassword(req.newPassword);
-      await db.fork().transactional(async (em) => {
+      await revocations.revoking(async (em, revoke) => {
         const user = await em.findOne(
           User,
           { id: userId },
@@ -185,9 +185,8 @@ export function createSessionRpcs(deps: SessionDeps): SessionRpcs {
         if (user?.passwordHash !== confirmed.passwordHash) throw wrongPassword();
         user.passwordHash = passwordHash;
         user.updatedAt = new Date();
-        await revocations.revoke(em, userId);
+        await revoke(userId);
       });
-      await revocations.list.reload();
       return {};
     },
   };
