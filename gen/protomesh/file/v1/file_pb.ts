@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protomesh/file/v1/file.proto.
  */
 export const file_protomesh_file_v1_file: GenFile = /*@__PURE__*/
-  fileDesc("Chxwcm90b21lc2gvZmlsZS92MS9maWxlLnByb3RvEhFwcm90b21lc2guZmlsZS52MSLdAQoERmlsZRIKCgJpZBgBIAEoCRIQCghvd25lcl9pZBgCIAEoCRIQCghmaWxlbmFtZRgDIAEoCRIUCgxjb250ZW50X3R5cGUYBCABKAkSEgoKc2l6ZV9ieXRlcxgFIAEoAxIOCgZzaGEyNTYYBiABKAkSOgoPdGh1bWJuYWlsX3N0YXRlGAcgASgOMiEucHJvdG9tZXNoLmZpbGUudjEuVGh1bWJuYWlsU3RhdGUSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImIKDVVwbG9hZFJlcXVlc3QSNQoIbWV0YWRhdGEYASABKAsyIS5wcm90b21lc2guZmlsZS52MS5VcGxvYWRNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCKAAQoOVXBsb2FkTWV0YWRhdGESEAoIZmlsZW5hbWUYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEhcKCnNpemVfYnl0ZXMYAyABKANIAIgBARITCgZzaGEyNTYYBCABKAlIAYgBAUINCgtfc2l6ZV9ieXRlc0IJCgdfc2hhMjU2IjkKEExpc3RGaWxlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVAoRTGlzdEZpbGVzUmVzcG9uc2USJgoFZmlsZXMYASADKAsyFy5wcm90b21lc2guZmlsZS52MS5GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIcCg5HZXRGaWxlUmVxdWVzdBIKCgJpZBgBIAEoCSIfChFEZWxldGVGaWxlUmVxdWVzdBIKCgJpZBgBIAEoCSIdCg9Eb3dubG9hZFJlcXVlc3QSCgoCaWQYASABKAkiMwoTR2V0VGh1bWJuYWlsUmVxdWVzdBIKCgJpZBgBIAEoCRIQCghtYXhfc2l6ZRgCIAEoBSqmAQoOVGh1bWJuYWlsU3RhdGUSHwobVEhVTUJOQUlMX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXVEhVTUJOQUlMX1NUQVRFX1BFTkRJTkcQARIZChVUSFVNQk5BSUxfU1RBVEVfUkVBRFkQAhIfChtUSFVNQk5BSUxfU1RBVEVfVU5TVVBQT1JURUQQAxIaChZUSFVNQk5BSUxfU1RBVEVfRkFJTEVEEAQywAUKC0ZpbGVTZXJ2aWNlEnUKBlVwbG9hZBIgLnByb3RvbWVzaC5maWxlLnYxLlVwbG9hZFJlcXVlc3QaFy5wcm90b21lc2guZmlsZS52MS5GaWxlIi7K8xgCEAHS8xgMCOCnEhIGdXBsb2FkgtPkkwISOgVjaHVuayIJL3YxL2ZpbGVzKAEScgoJTGlzdEZpbGVzEiMucHJvdG9tZXNoLmZpbGUudjEuTGlzdEZpbGVzUmVxdWVzdBokLnByb3RvbWVzaC5maWxlLnYxLkxpc3RGaWxlc1Jlc3BvbnNlIhqQAgHK8xgCEAGC0+STAgsSCS92MS9maWxlcxJmCgdHZXRGaWxlEiEucHJvdG9tZXNoLmZpbGUudjEuR2V0RmlsZVJlcXVlc3QaFy5wcm90b21lc2guZmlsZS52MS5GaWxlIh+QAgHK8xgCEAGC0+STAhASDi92MS9maWxlcy97aWR9EmsKCkRlbGV0ZUZpbGUSJC5wcm90b21lc2guZmlsZS52MS5EZWxldGVGaWxlUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIfkAICyvMYAhABgtPkkwIQKg4vdjEvZmlsZXMve2lkfRJ4CghEb3dubG9hZBIiLnByb3RvbWVzaC5maWxlLnYxLkRvd25sb2FkUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiMJACAcrzGAIQAdLzGAQIwKkHgtPkkwIZEhcvdjEvZmlsZXMve2lkfTpkb3dubG9hZDABEncKDEdldFRodW1ibmFpbBImLnByb3RvbWVzaC5maWxlLnYxLkdldFRodW1ibmFpbFJlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5IimQAgHK8xgCEAGC0+STAhoSGC92MS9maWxlcy97aWR9L3RodW1ibmFpbGIGcHJvdG8z", [file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_timestamp, file_protomesh_options_v1_options]);
+  fileDesc("Chxwcm90b21lc2gvZmlsZS92MS9maWxlLnByb3RvEhFwcm90b21lc2guZmlsZS52MSLdAQoERmlsZRIKCgJpZBgBIAEoCRIQCghvd25lcl9pZBgCIAEoCRIQCghmaWxlbmFtZRgDIAEoCRIUCgxjb250ZW50X3R5cGUYBCABKAkSEgoKc2l6ZV9ieXRlcxgFIAEoAxIOCgZzaGEyNTYYBiABKAkSOgoPdGh1bWJuYWlsX3N0YXRlGAcgASgOMiEucHJvdG9tZXNoLmZpbGUudjEuVGh1bWJuYWlsU3RhdGUSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImIKDVVwbG9hZFJlcXVlc3QSNQoIbWV0YWRhdGEYASABKAsyIS5wcm90b21lc2guZmlsZS52MS5VcGxvYWRNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSABCCQoHcGF5bG9hZCKAAQoOVXBsb2FkTWV0YWRhdGESEAoIZmlsZW5hbWUYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEhcKCnNpemVfYnl0ZXMYAyABKANIAIgBARITCgZzaGEyNTYYBCABKAlIAYgBAUINCgtfc2l6ZV9ieXRlc0IJCgdfc2hhMjU2IjkKEExpc3RGaWxlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVAoRTGlzdEZpbGVzUmVzcG9uc2USJgoFZmlsZXMYASADKAsyFy5wcm90b21lc2guZmlsZS52MS5GaWxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIcCg5HZXRGaWxlUmVxdWVzdBIKCgJpZBgBIAEoCSIfChFEZWxldGVGaWxlUmVxdWVzdBIKCgJpZBgBIAEoCSI9Cg9Eb3dubG9hZFJlcXVlc3QSCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDEg4KBmxlbmd0aBgDIAEoAyJCChhDcmVhdGVEb3dubG9hZFVybFJlcXVlc3QSCgoCaWQYASABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAIgASgFIlkKGUNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJnChVEb3dubG9hZFNpZ25lZFJlcXVlc3QSCgoCaWQYASABKAkSDwoHZXhwaXJlcxgCIAEoAxIRCglzaWduYXR1cmUYAyABKAkSDgoGb2Zmc2V0GAQgASgDEg4KBmxlbmd0aBgFIAEoAyIzChNHZXRUaHVtYm5haWxSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCG1heF9zaXplGAIgASgFIlEKGkNyZWF0ZVVwbG9hZFNlc3Npb25SZXF1ZXN0EjMKCG1ldGFkYXRhGAEgASgLMiEucHJvdG9tZXNoLmZpbGUudjEuVXBsb2FkTWV0YWRhdGEivwEKDVVwbG9hZFNlc3Npb24SCgoCaWQYASABKAkSEAoIZmlsZW5hbWUYAiABKAkSFAoMY29udGVudF90eXBlGAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAMSDgoGb2Zmc2V0GAUgASgDEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgRmaWxlGAcgASgLMhcucHJvdG9tZXNoLmZpbGUudjEuRmlsZSIlChdHZXRVcGxvYWRTZXNzaW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJiChNBcHBlbmRVcGxvYWRSZXF1ZXN0Ei8KBXN0YXJ0GAEgASgLMh4ucHJvdG9tZXNoLmZpbGUudjEuQXBwZW5kU3RhcnRIABIPCgVjaHVuaxgCIAEoDEgAQgkKB3BheWxvYWQiKQoLQXBwZW5kU3RhcnQSCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgDIigKGkNhbmNlbFVwbG9hZFNlc3Npb25SZXF1ZXN0EgoKAmlkGAEgASgJKqYBCg5UaHVtYm5haWxTdGF0ZRIfChtUSFVNQk5BSUxfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdUSFVNQk5BSUxfU1RBVEVfUEVORElORxABEhkKFVRIVU1CTkFJTF9TVEFURV9SRUFEWRACEh8KG1RIVU1CTkFJTF9TVEFURV9VTlNVUFBPUlRFRBADEhoKFlRIVU1CTkFJTF9TVEFURV9GQUlMRUQQBDLfDAoLRmlsZVNlcnZpY2USdgoGVXBsb2FkEiAucHJvdG9tZXNoLmZpbGUudjEuVXBsb2FkUmVxdWVzdBoXLnByb3RvbWVzaC5maWxlLnYxLkZpbGUiL8rzGAIQAdLzGA0IgN3bARIGdXBsb2FkgtPkkwISOgVjaHVuayIJL3YxL2ZpbGVzKAESjAEKE0NyZWF0ZVVwbG9hZFNlc3Npb24SLS5wcm90b21lc2guZmlsZS52MS5DcmVhdGVVcGxvYWRTZXNzaW9uUmVxdWVzdBogLnByb3RvbWVzaC5maWxlLnYxLlVwbG9hZFNlc3Npb24iJMrzGAIQAYLT5JMCGDoBKiITL3YxL3VwbG9hZC1zZXNzaW9ucxKLAQoQR2V0VXBsb2FkU2Vzc2lvbhIqLnByb3RvbWVzaC5maWxlLnYxLkdldFVwbG9hZFNlc3Npb25SZXF1ZXN0GiAucHJvdG9tZXNoLmZpbGUudjEuVXBsb2FkU2Vzc2lvbiIpkAIByvMYAhABgtPkkwIaEhgvdjEvdXBsb2FkLXNlc3Npb25zL3tpZH0SoAEKDEFwcGVuZFVwbG9hZBImLnByb3RvbWVzaC5maWxlLnYxLkFwcGVuZFVwbG9hZFJlcXVlc3QaIC5wcm90b21lc2guZmlsZS52MS5VcGxvYWRTZXNzaW9uIkTK8xgCEAHS8xgNCIDd2wESBnVwbG9hZILT5JMCJzoFY2h1bmsyHi92MS91cGxvYWQtc2Vzc2lvbnMve3N0YXJ0LmlkfSgBEocBChNDYW5jZWxVcGxvYWRTZXNzaW9uEi0ucHJvdG9tZXNoLmZpbGUudjEuQ2FuY2VsVXBsb2FkU2Vzc2lvblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiKZACAsrzGAIQAYLT5JMCGioYL3YxL3VwbG9hZC1zZXNzaW9ucy97aWR9EnIKCUxpc3RGaWxlcxIjLnByb3RvbWVzaC5maWxlLnYxLkxpc3RGaWxlc1JlcXVlc3QaJC5wcm90b21lc2guZmlsZS52MS5MaXN0RmlsZXNSZXNwb25zZSIakAIByvMYAhABgtPkkwILEgkvdjEvZmlsZXMSZgoHR2V0RmlsZRIhLnByb3RvbWVzaC5maWxlLnYxLkdldEZpbGVSZXF1ZXN0GhcucHJvdG9tZXNoLmZpbGUudjEuRmlsZSIfkAIByvMYAhABgtPkkwIQEg4vdjEvZmlsZXMve2lkfRJrCgpEZWxldGVGaWxlEiQucHJvdG9tZXNoLmZpbGUudjEuRGVsZXRlRmlsZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiH5ACAsrzGAIQAYLT5JMCECoOL3YxL2ZpbGVzL3tpZH0SjQEKCERvd25sb2FkEiIucHJvdG9tZXNoLmZpbGUudjEuRG93bmxvYWRSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSJFkAIByvMYAhAB0vMYBQiA3dsB2vMYEAoGb2Zmc2V0EgZsZW5ndGiC0+STAhkSFy92MS9maWxlcy97aWR9OmRvd25sb2FkMAESoQEKEUNyZWF0ZURvd25sb2FkVXJsEisucHJvdG9tZXNoLmZpbGUudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0GiwucHJvdG9tZXNoLmZpbGUudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZSIxyvMYAhABgtPkkwIlOgEqIiAvdjEvZmlsZXMve2lkfTpjcmVhdGVEb3dubG9hZFVybBKXAQoORG93bmxvYWRTaWduZWQSKC5wcm90b21lc2guZmlsZS52MS5Eb3dubG9hZFNpZ25lZFJlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5IkOQAgHK8xgCCAHS8xgFCIDd2wHa8xgQCgZvZmZzZXQSBmxlbmd0aILT5JMCFxIVL3YxL3NpZ25lZC1maWxlcy97aWR9MAESdwoMR2V0VGh1bWJuYWlsEiYucHJvdG9tZXNoLmZpbGUudjEuR2V0VGh1bWJuYWlsUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiKZACAcrzGAIQAYLT5JMCGhIYL3YxL2ZpbGVzL3tpZH0vdGh1bWJuYWlsYgZwcm90bzM", [file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_timestamp, file_protomesh_options_v1_options]);
 
 /**
  * A stored file. The content is read with Download.
@@ -132,8 +132,8 @@ export const UploadRequestSchema: GenMessage<UploadRequest> = /*@__PURE__*/
  */
 export type UploadMetadata = Message<"protomesh.file.v1.UploadMetadata"> & {
   /**
-   * Name of the file. Required; 1 to 255 characters, without slashes or
-   * backslashes.
+   * Name of the file. Required. Directories, control characters and NUL are
+   * removed, and the name is cut to 255 bytes of UTF-8.
    *
    * @generated from field: string filename = 1;
    */
@@ -141,7 +141,8 @@ export type UploadMetadata = Message<"protomesh.file.v1.UploadMetadata"> & {
 
   /**
    * Media type of the content, for example "image/jpeg". Defaults to
-   * "application/octet-stream".
+   * "application/octet-stream". The type detected from the content wins;
+   * text formats that cannot be detected keep this one.
    *
    * @generated from field: string content_type = 2;
    */
@@ -149,8 +150,8 @@ export type UploadMetadata = Message<"protomesh.file.v1.UploadMetadata"> & {
 
   /**
    * Expected size of the content, in bytes. Optional; when set, the upload
-   * fails if the received size differs, and sizes above 100 MiB are
-   * rejected before any content is sent.
+   * fails if the received size differs, and sizes above the limit or the
+   * caller's remaining quota are rejected before any content is sent.
    *
    * @generated from field: optional int64 size_bytes = 3;
    */
@@ -284,6 +285,21 @@ export type DownloadRequest = Message<"protomesh.file.v1.DownloadRequest"> & {
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * First byte to send. Negative counts from the end: -n sends the last n
+   * bytes (the whole file when n is larger than it).
+   *
+   * @generated from field: int64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * Most bytes to send. Zero or unset sends everything from offset on.
+   *
+   * @generated from field: int64 length = 3;
+   */
+  length: bigint;
 };
 
 /**
@@ -292,6 +308,112 @@ export type DownloadRequest = Message<"protomesh.file.v1.DownloadRequest"> & {
  */
 export const DownloadRequestSchema: GenMessage<DownloadRequest> = /*@__PURE__*/
   messageDesc(file_protomesh_file_v1_file, 7);
+
+/**
+ * Request of CreateDownloadUrl.
+ *
+ * @generated from message protomesh.file.v1.CreateDownloadUrlRequest
+ */
+export type CreateDownloadUrlRequest = Message<"protomesh.file.v1.CreateDownloadUrlRequest"> & {
+  /**
+   * UUID of the file. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * How long the URL stays valid, in seconds. Defaults to 900; values above
+   * 604800 (7 days) are clamped to 604800.
+   *
+   * @generated from field: int32 expires_in_seconds = 2;
+   */
+  expiresInSeconds: number;
+};
+
+/**
+ * Describes the message protomesh.file.v1.CreateDownloadUrlRequest.
+ * Use `create(CreateDownloadUrlRequestSchema)` to create a new message.
+ */
+export const CreateDownloadUrlRequestSchema: GenMessage<CreateDownloadUrlRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 8);
+
+/**
+ * Response of CreateDownloadUrl.
+ *
+ * @generated from message protomesh.file.v1.CreateDownloadUrlResponse
+ */
+export type CreateDownloadUrlResponse = Message<"protomesh.file.v1.CreateDownloadUrlResponse"> & {
+  /**
+   * Absolute URL that downloads the file with a GET, without credentials.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * When the URL stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message protomesh.file.v1.CreateDownloadUrlResponse.
+ * Use `create(CreateDownloadUrlResponseSchema)` to create a new message.
+ */
+export const CreateDownloadUrlResponseSchema: GenMessage<CreateDownloadUrlResponse> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 9);
+
+/**
+ * Request of DownloadSigned: the query of a URL from CreateDownloadUrl.
+ *
+ * @generated from message protomesh.file.v1.DownloadSignedRequest
+ */
+export type DownloadSignedRequest = Message<"protomesh.file.v1.DownloadSignedRequest"> & {
+  /**
+   * UUID of the file. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Expiry of the URL, in seconds since the Unix epoch.
+   *
+   * @generated from field: int64 expires = 2;
+   */
+  expires: bigint;
+
+  /**
+   * Signature of the id and the expiry, as the URL carries it.
+   *
+   * @generated from field: string signature = 3;
+   */
+  signature: string;
+
+  /**
+   * First byte to send, as in DownloadRequest.
+   *
+   * @generated from field: int64 offset = 4;
+   */
+  offset: bigint;
+
+  /**
+   * Most bytes to send, as in DownloadRequest.
+   *
+   * @generated from field: int64 length = 5;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message protomesh.file.v1.DownloadSignedRequest.
+ * Use `create(DownloadSignedRequestSchema)` to create a new message.
+ */
+export const DownloadSignedRequestSchema: GenMessage<DownloadSignedRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 10);
 
 /**
  * Request of GetThumbnail.
@@ -320,7 +442,199 @@ export type GetThumbnailRequest = Message<"protomesh.file.v1.GetThumbnailRequest
  * Use `create(GetThumbnailRequestSchema)` to create a new message.
  */
 export const GetThumbnailRequestSchema: GenMessage<GetThumbnailRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_file_v1_file, 8);
+  messageDesc(file_protomesh_file_v1_file, 11);
+
+/**
+ * Request of CreateUploadSession.
+ *
+ * @generated from message protomesh.file.v1.CreateUploadSessionRequest
+ */
+export type CreateUploadSessionRequest = Message<"protomesh.file.v1.CreateUploadSessionRequest"> & {
+  /**
+   * Description of the file. Required; size_bytes is required here.
+   *
+   * @generated from field: protomesh.file.v1.UploadMetadata metadata = 1;
+   */
+  metadata?: UploadMetadata | undefined;
+};
+
+/**
+ * Describes the message protomesh.file.v1.CreateUploadSessionRequest.
+ * Use `create(CreateUploadSessionRequestSchema)` to create a new message.
+ */
+export const CreateUploadSessionRequestSchema: GenMessage<CreateUploadSessionRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 12);
+
+/**
+ * A resumable upload in progress.
+ *
+ * @generated from message protomesh.file.v1.UploadSession
+ */
+export type UploadSession = Message<"protomesh.file.v1.UploadSession"> & {
+  /**
+   * Output only. Server-assigned UUID.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Output only. Name of the file, cleaned as Upload cleans it.
+   *
+   * @generated from field: string filename = 2;
+   */
+  filename: string;
+
+  /**
+   * Output only. Media type declared for the content.
+   *
+   * @generated from field: string content_type = 3;
+   */
+  contentType: string;
+
+  /**
+   * Output only. Size of the whole content, in bytes.
+   *
+   * @generated from field: int64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Output only. How many bytes have been received: the offset at which the
+   * next AppendUpload starts.
+   *
+   * @generated from field: int64 offset = 5;
+   */
+  offset: bigint;
+
+  /**
+   * Output only. When the session expires unless it is completed.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Output only. The stored file, once the last byte has arrived.
+   *
+   * @generated from field: protomesh.file.v1.File file = 7;
+   */
+  file?: File | undefined;
+};
+
+/**
+ * Describes the message protomesh.file.v1.UploadSession.
+ * Use `create(UploadSessionSchema)` to create a new message.
+ */
+export const UploadSessionSchema: GenMessage<UploadSession> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 13);
+
+/**
+ * Request of GetUploadSession.
+ *
+ * @generated from message protomesh.file.v1.GetUploadSessionRequest
+ */
+export type GetUploadSessionRequest = Message<"protomesh.file.v1.GetUploadSessionRequest"> & {
+  /**
+   * UUID of the session. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message protomesh.file.v1.GetUploadSessionRequest.
+ * Use `create(GetUploadSessionRequestSchema)` to create a new message.
+ */
+export const GetUploadSessionRequestSchema: GenMessage<GetUploadSessionRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 14);
+
+/**
+ * One message of an AppendUpload stream.
+ *
+ * @generated from message protomesh.file.v1.AppendUploadRequest
+ */
+export type AppendUploadRequest = Message<"protomesh.file.v1.AppendUploadRequest"> & {
+  /**
+   * What this message carries: where the content goes first, then chunks.
+   *
+   * @generated from oneof protomesh.file.v1.AppendUploadRequest.payload
+   */
+  payload: {
+    /**
+     * The session and offset. Required in the first message and only there.
+     *
+     * @generated from field: protomesh.file.v1.AppendStart start = 1;
+     */
+    value: AppendStart;
+    case: "start";
+  } | {
+    /**
+     * The next piece of the content. Each chunk is 1 byte to 1 MiB.
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message protomesh.file.v1.AppendUploadRequest.
+ * Use `create(AppendUploadRequestSchema)` to create a new message.
+ */
+export const AppendUploadRequestSchema: GenMessage<AppendUploadRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 15);
+
+/**
+ * Where the content of an AppendUpload goes.
+ *
+ * @generated from message protomesh.file.v1.AppendStart
+ */
+export type AppendStart = Message<"protomesh.file.v1.AppendStart"> & {
+  /**
+   * UUID of the session. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Offset of the first byte sent; must equal the session's offset.
+   *
+   * @generated from field: int64 offset = 2;
+   */
+  offset: bigint;
+};
+
+/**
+ * Describes the message protomesh.file.v1.AppendStart.
+ * Use `create(AppendStartSchema)` to create a new message.
+ */
+export const AppendStartSchema: GenMessage<AppendStart> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 16);
+
+/**
+ * Request of CancelUploadSession.
+ *
+ * @generated from message protomesh.file.v1.CancelUploadSessionRequest
+ */
+export type CancelUploadSessionRequest = Message<"protomesh.file.v1.CancelUploadSessionRequest"> & {
+  /**
+   * UUID of the session. Required.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message protomesh.file.v1.CancelUploadSessionRequest.
+ * Use `create(CancelUploadSessionRequestSchema)` to create a new message.
+ */
+export const CancelUploadSessionRequestSchema: GenMessage<CancelUploadSessionRequest> = /*@__PURE__*/
+  messageDesc(file_protomesh_file_v1_file, 17);
 
 /**
  * State of the thumbnail of a file.
@@ -382,7 +696,11 @@ export const FileService: GenService<{
    * carry metadata; every following message carries a chunk of the content,
    * in order. If size_bytes or sha256 were announced and do not match the
    * received content, fails with INVALID_ARGUMENT and nothing is stored.
-   * Files larger than 100 MiB fail with RESOURCE_EXHAUSTED. Over REST the
+   * Files larger than the service's limit (FILE_MAX_BYTES, 5 GiB by default)
+   * or beyond the caller's quota (FILE_QUOTA_BYTES) fail with
+   * RESOURCE_EXHAUSTED, before any content when size_bytes is announced.
+   * The content type is detected from the content: a declared image type
+   * that the content contradicts fails with INVALID_ARGUMENT. Over REST the
    * HTTP body (raw, or the file of a multipart form) is the content and the
    * metadata comes from query parameters or form fields (metadata.filename).
    *
@@ -392,6 +710,58 @@ export const FileService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadRequestSchema;
     output: typeof FileSchema;
+  },
+  /**
+   * Starts a resumable upload of a file whose size is known. The content is
+   * then sent with AppendUpload, in as many calls as needed; the file is
+   * stored when its last byte arrives. A session not completed in time
+   * (FILE_UPLOAD_SESSION_TTL_S, a day by default) expires and is deleted.
+   * The size counts against the caller's quota from the start.
+   *
+   * @generated from rpc protomesh.file.v1.FileService.CreateUploadSession
+   */
+  createUploadSession: {
+    methodKind: "unary";
+    input: typeof CreateUploadSessionRequestSchema;
+    output: typeof UploadSessionSchema;
+  },
+  /**
+   * Returns one of the caller's upload sessions, with the offset at which
+   * its content continues.
+   *
+   * @generated from rpc protomesh.file.v1.FileService.GetUploadSession
+   */
+  getUploadSession: {
+    methodKind: "unary";
+    input: typeof GetUploadSessionRequestSchema;
+    output: typeof UploadSessionSchema;
+  },
+  /**
+   * Appends content to an upload session. The first message names the
+   * session and the offset the content starts at, which must be the
+   * session's offset (else FAILED_PRECONDITION); every following message
+   * carries a chunk. Content received before a client goes away is kept,
+   * so that the upload resumes from where it stopped. Content beyond the
+   * announced size fails with INVALID_ARGUMENT. When the last byte arrives
+   * the file is stored and returned in the session's `file`.
+   *
+   * @generated from rpc protomesh.file.v1.FileService.AppendUpload
+   */
+  appendUpload: {
+    methodKind: "client_streaming";
+    input: typeof AppendUploadRequestSchema;
+    output: typeof UploadSessionSchema;
+  },
+  /**
+   * Cancels one of the caller's upload sessions and deletes its content.
+   * Cancelling a session that is already gone succeeds.
+   *
+   * @generated from rpc protomesh.file.v1.FileService.CancelUploadSession
+   */
+  cancelUploadSession: {
+    methodKind: "unary";
+    input: typeof CancelUploadSessionRequestSchema;
+    output: typeof EmptySchema;
   },
   /**
    * Lists the caller's files, most recently uploaded first.
@@ -415,6 +785,7 @@ export const FileService: GenService<{
   },
   /**
    * Deletes one of the caller's files, its content and its thumbnail.
+   * Deleting a file that is already gone succeeds.
    *
    * @generated from rpc protomesh.file.v1.FileService.DeleteFile
    */
@@ -424,14 +795,45 @@ export const FileService: GenService<{
     output: typeof EmptySchema;
   },
   /**
-   * Streams the content of one of the caller's files in chunks. The first
-   * chunk carries the file's content_type.
+   * Streams the content of one of the caller's files, or a range of it, in
+   * chunks. The first chunk carries the file's content_type. The response
+   * headers describe the content: `content-range` ("bytes a-b/size", or
+   * "bytes *\/size" when nothing is sent), `etag` (the quoted sha256),
+   * `content-disposition` (attachment for types a browser would render as a
+   * page) and `x-content-type-options: nosniff`. An offset at or beyond the
+   * end fails with OUT_OF_RANGE. Over REST the `Range` header selects the
+   * range (206, or 416) and `If-None-Match` answers 304.
    *
    * @generated from rpc protomesh.file.v1.FileService.Download
    */
   download: {
     methodKind: "server_streaming";
     input: typeof DownloadRequestSchema;
+    output: typeof HttpBodySchema;
+  },
+  /**
+   * Returns a URL that downloads one of the caller's files without an
+   * Authorization header (for `<img src>` and `<a href>`), until it expires.
+   * On S3 storage it is a presigned URL of the bucket; otherwise a URL of
+   * the gateway, signed by the file service.
+   *
+   * @generated from rpc protomesh.file.v1.FileService.CreateDownloadUrl
+   */
+  createDownloadUrl: {
+    methodKind: "unary";
+    input: typeof CreateDownloadUrlRequestSchema;
+    output: typeof CreateDownloadUrlResponseSchema;
+  },
+  /**
+   * Streams a file named by a URL from CreateDownloadUrl, as Download does.
+   * Needs no token: the signature is the permission. A tampered or expired
+   * signature fails with PERMISSION_DENIED.
+   *
+   * @generated from rpc protomesh.file.v1.FileService.DownloadSigned
+   */
+  downloadSigned: {
+    methodKind: "server_streaming";
+    input: typeof DownloadSignedRequestSchema;
     output: typeof HttpBodySchema;
   },
   /**

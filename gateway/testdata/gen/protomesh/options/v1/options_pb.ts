@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protomesh/options/v1/options.proto.
  */
 export const file_protomesh_options_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("CiJwcm90b21lc2gvb3B0aW9ucy92MS9vcHRpb25zLnByb3RvEhRwcm90b21lc2gub3B0aW9ucy52MSJRCgpBdXRoUG9saWN5EhAKBnB1YmxpYxgBIAEoCEgAEhcKDWF1dGhlbnRpY2F0ZWQYAiABKAhIABIOCgRyb2xlGAMgASgJSABCCAoGcG9saWN5IjoKCkNhbGxQb2xpY3kSEgoKdGltZW91dF9tcxgBIAEoDRIYChByYXRlX2xpbWl0X2NsYXNzGAIgASgJOlYKBGF1dGgSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxi5jgMgASgLMiAucHJvdG9tZXNoLm9wdGlvbnMudjEuQXV0aFBvbGljeVIEYXV0aDpWCgRjYWxsEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuo4DIAEoCzIgLnByb3RvbWVzaC5vcHRpb25zLnYxLkNhbGxQb2xpY3lSBGNhbGxiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("CiJwcm90b21lc2gvb3B0aW9ucy92MS9vcHRpb25zLnByb3RvEhRwcm90b21lc2gub3B0aW9ucy52MSJRCgpBdXRoUG9saWN5EhAKBnB1YmxpYxgBIAEoCEgAEhcKDWF1dGhlbnRpY2F0ZWQYAiABKAhIABIOCgRyb2xlGAMgASgJSABCCAoGcG9saWN5IjoKCkNhbGxQb2xpY3kSEgoKdGltZW91dF9tcxgBIAEoDRIYChByYXRlX2xpbWl0X2NsYXNzGAIgASgJIjwKDkRvd25sb2FkUG9saWN5EhQKDG9mZnNldF9maWVsZBgBIAEoCRIUCgxsZW5ndGhfZmllbGQYAiABKAk6VgoEYXV0aBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLmOAyABKAsyIC5wcm90b21lc2gub3B0aW9ucy52MS5BdXRoUG9saWN5UgRhdXRoOlYKBGNhbGwSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxi6jgMgASgLMiAucHJvdG9tZXNoLm9wdGlvbnMudjEuQ2FsbFBvbGljeVIEY2FsbDpiCghkb3dubG9hZBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLuOAyABKAsyJC5wcm90b21lc2gub3B0aW9ucy52MS5Eb3dubG9hZFBvbGljeVIIZG93bmxvYWRiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * Who may call an RPC. Every service and the gateway enforce it from the
@@ -91,6 +91,43 @@ export const CallPolicySchema: GenMessage<CallPolicy> = /*@__PURE__*/
   messageDesc(file_protomesh_options_v1_options, 1);
 
 /**
+ * How the gateway serves a server-streaming RPC of google.api.HttpBody as an
+ * HTTP download. A single `Range: bytes=...` request binds to the two request
+ * fields (int64): `a-b` to offset a and length b-a+1, `a-` to offset a,
+ * `-n` to offset -n (the last n bytes). The upstream describes the body in
+ * its response headers: `content-range` ("bytes a-b/size", or "bytes *\/size"
+ * for an empty body or, on OUT_OF_RANGE, an unsatisfiable range) and
+ * optionally `etag`, `content-disposition` and `last-modified`. The gateway
+ * answers 206 to a Range request, 416 to OUT_OF_RANGE, 304 to an
+ * If-None-Match that names the ETag, and 200 otherwise, with Content-Length
+ * and Accept-Ranges.
+ *
+ * @generated from message protomesh.options.v1.DownloadPolicy
+ */
+export type DownloadPolicy = Message<"protomesh.options.v1.DownloadPolicy"> & {
+  /**
+   * Name of the request field that receives the first byte's offset.
+   *
+   * @generated from field: string offset_field = 1;
+   */
+  offsetField: string;
+
+  /**
+   * Name of the request field that receives the number of bytes.
+   *
+   * @generated from field: string length_field = 2;
+   */
+  lengthField: string;
+};
+
+/**
+ * Describes the message protomesh.options.v1.DownloadPolicy.
+ * Use `create(DownloadPolicySchema)` to create a new message.
+ */
+export const DownloadPolicySchema: GenMessage<DownloadPolicy> = /*@__PURE__*/
+  messageDesc(file_protomesh_options_v1_options, 2);
+
+/**
  * The auth policy of this RPC. An RPC without one is treated as
  * authenticated.
  *
@@ -106,4 +143,13 @@ export const auth: GenExtension<MethodOptions, AuthPolicy> = /*@__PURE__*/
  */
 export const call: GenExtension<MethodOptions, CallPolicy> = /*@__PURE__*/
   extDesc(file_protomesh_options_v1_options, 1);
+
+/**
+ * Set on a server-streaming RPC of google.api.HttpBody that the gateway
+ * serves as a ranged HTTP download.
+ *
+ * @generated from extension: protomesh.options.v1.DownloadPolicy download = 51003;
+ */
+export const download: GenExtension<MethodOptions, DownloadPolicy> = /*@__PURE__*/
+  extDesc(file_protomesh_options_v1_options, 2);
 
