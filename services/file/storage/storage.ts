@@ -61,9 +61,10 @@ export interface StagingArea {
    * state says how many, and the error says why it stopped.
    */
   append(key: string, state: StageState, content: AsyncIterable<Uint8Array>): Promise<AppendResult>;
-  /** Reads the staged content from the start, as `FileStorage.read` reads a stored key. */
-  read(key: string, state: StageState, signal?: AbortSignal): AsyncIterable<Uint8Array>;
-  /** Turns the complete stage into the stored content of its key. */
+  /**
+   * Turns the complete stage into the stored content of its key, which `FileStorage.read` then
+   * reads (to compute its digest, for one).
+   */
   complete(key: string, state: StageState): Promise<void>;
   /** Discards a stage; safe on one that is already gone. */
   discard(key: string, state: StageState): Promise<void>;
