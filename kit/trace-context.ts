@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { HandlerContext } from "@connectrpc/connect";
 
 const traceparentPattern = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/;
 
@@ -11,4 +12,9 @@ export function traceIdOf(headers: Headers): string {
   // An all-zero trace id is invalid per §3.2.2.3.
   if (match?.[1] && !/^0+$/.test(match[1])) return match[1];
   return randomBytes(16).toString("hex");
+}
+
+/** The `traceparent` a call arrived with, to carry into the events it publishes. */
+export function traceparentOf(ctx: HandlerContext): string | undefined {
+  return ctx.requestHeader.get("traceparent") ?? undefined;
 }

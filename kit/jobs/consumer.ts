@@ -18,24 +18,29 @@ import type { Log } from "../log.ts";
 import type { JobMetrics } from "./job-metrics.ts";
 import type { StreamEntry, StreamTransport } from "./stream-transport.ts";
 
-/** What a handler gets besides the event: its transaction, the envelope and the attempt. */
-export interface EventContext {
-  /** The transaction the event is recorded as processed in; make state changes through it. */
-  readonly em: SqlEntityManager;
+/** What the work on an event gets besides the event: the envelope and the attempt. */
+export interface DeliveryContext {
   readonly envelope: Envelope;
   /** 1 on the first delivery, then 2, 3, … */
   readonly attempt: number;
   readonly log: Log;
 }
 
+/** What a handler gets besides the event: its transaction, and what prepare returned. */
+export interface EventContext<P = undefined> extends DeliveryContext {
+  /** The transaction the event is recorded as processed in; make state changes through it. */
+  readonly em: SqlEntityManager;
+  readonly prepared: P;
+}
+
 /** Handles one event; throwing makes the event be retried, then dead-lettered. */
-export type EventHandler<D extends DescMessage> = (
+export type EventHandler<D extends DescMessage, P = undefined> = (
   event: MessageShape<D>,
-  ctx: EventContext,
+  ctx: EventContext<P>,
 ) => Promise<void>;
 
 /** A consumer group member: what it reads, how it handles it, and its retry policy. */
-export interface ConsumerOptions<D extends DescMessage> {
+export interface ConsumerOptions<D extends DescMessage, P = undefined> {
   readonly transport: StreamTransport;
   readonly db: Database;
   readonly log: Log;
@@ -46,7 +51,13 @@ export interface ConsumerOptions<D extends DescMessage> {
   readonly consumer?: string;
   /** The event type the stream carries. */
   readonly schema: D;
-  readonly handle: EventHandler<D>;
+  /**
+   * Slow work that needs no transaction (rendering, a network call), done before the event's
+   * transaction opens so that it holds no connection meanwhile; what it returns reaches the
+   * handler as `prepared`. It runs again on every delivery: make it idempotent.
+   */
+  readonly prepare?: (event: MessageShape<D>, ctx: DeliveryContext) => Promise<P>;
+  readonly handle: EventHandler<D, P>;
   /** Deliveries before an event goes to the dead-letter stream (default 5). */
   readonly maxDeliveries?: number;
   /** How long an entry may stay unacknowledged before another member takes it (default 30 s). */
@@ -72,7 +83,9 @@ export interface Consumer {
  * database transaction that also records its id for the group, so a redelivery (a retry, or
  * an entry taken over from a crashed member) finds the record and is acknowledged unhandled.
  */
-export function createConsumer<D extends DescMessage>(options: ConsumerOptions<D>): Consumer {
+export function createConsumer<D extends DescMessage, P = undefined>(
+  options: ConsumerOptions<D, P>,
+): Consumer {
   const { transport, db, stream, group, metrics } = options;
   const consumer =
     options.consumer ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -131,13 +144,15 @@ export function createConsumer<D extends DescMessage>(options: ConsumerOptions<D
     }
     metrics?.deliveries.inc(labels);
     try {
+      const delivery = { envelope, attempt: entry.deliveries, log };
+      const prepared = (await options.prepare?.(event, delivery)) as P;
       await db.fork().transactional(async (em) => {
         const fresh = await em.execute<{ event_id: string }[]>(
           "insert into processed_event (consumer_group, event_id) values (?, ?) on conflict do nothing returning event_id",
           [group, envelope.id],
         );
         if (fresh.length === 0) return;
-        await options.handle(event, { em, envelope, attempt: entry.deliveries, log });
+        await options.handle(event, { ...delivery, em, prepared });
       });
     } catch (err) {
       metrics?.failures.inc(labels);

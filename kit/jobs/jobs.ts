@@ -24,8 +24,8 @@ export function openTransport(url: string | undefined, log: Log): StreamTranspor
 }
 
 /** What a consumer needs beyond what the service's jobs already know. */
-export type ConsumeOptions<D extends DescMessage> = Omit<
-  ConsumerOptions<D>,
+export type ConsumeOptions<D extends DescMessage, P = undefined> = Omit<
+  ConsumerOptions<D, P>,
   "transport" | "db" | "log" | "metrics"
 >;
 
@@ -43,7 +43,7 @@ export interface Jobs {
     traceparent?: string,
   ): string;
   /** Adds a consumer; it starts with start(). */
-  consume<D extends DescMessage>(options: ConsumeOptions<D>): void;
+  consume<D extends DescMessage, P = undefined>(options: ConsumeOptions<D, P>): void;
   start(): Promise<void>;
   /** Stops the consumers (in-flight handlers finish), then the relay, then the transport. */
   stop(): Promise<void>;

@@ -14,6 +14,7 @@ import { requireIdentity } from "../../kit/auth/identity.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Jobs } from "../../kit/jobs/jobs.ts";
 import { type PageTokens, pageSizeOf } from "../../kit/page-token.ts";
+import { traceparentOf } from "../../kit/trace-context.ts";
 import { parseUuid } from "../../kit/uuid.ts";
 import type { UserConfig } from "./config.ts";
 import { userToProto } from "./convert.ts";
@@ -340,7 +341,3 @@ const lastAdmin = (what: string) =>
     `the last admin cannot ${what}; make another account admin first`,
     Code.FailedPrecondition,
   );
-
-function traceparentOf(ctx: HandlerContext): string | undefined {
-  return ctx.requestHeader.get("traceparent") ?? undefined;
-}

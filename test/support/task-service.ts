@@ -11,12 +11,12 @@ import { createTaskServer, type TaskServer } from "../../services/task/server.ts
 import { createEmptyDatabase, dropDatabase } from "./database.ts";
 import {
   bearer,
-  registerAndLogin,
+  signUpUsers,
   startUserService,
+  type TestUser,
   testLog,
   testPassword,
   type UserServiceUnderTest,
-  uniqueEmail,
   verificationTokenOf,
   waitForEml,
 } from "./user-service.ts";
@@ -24,12 +24,7 @@ import {
 /** A client of the task service. */
 export type TaskClient = Client<typeof TaskService>;
 
-/** A signed-in test user: their id and the call options that carry their token. */
-export interface TestUser {
-  readonly id: string;
-  readonly email: string;
-  readonly call: { headers: Record<string, string> };
-}
+export type { TestUser };
 
 /** The task service in-process, on its own port and database, with a user service beside it. */
 export interface TaskServiceUnderTest {
@@ -129,15 +124,7 @@ export async function startTaskService(
     setNow(date) {
       now = date;
     },
-    async signUp(...labels) {
-      const signedUp = await Promise.all(
-        labels.map(async (label) => {
-          const { user, login } = await registerAndLogin(users.connect, uniqueEmail(label));
-          return { id: user.id, email: user.email, call: bearer(login.accessToken) };
-        }),
-      );
-      return signedUp as { [K in keyof typeof labels]: TestUser };
-    },
+    signUp: (...labels) => signUpUsers(users.connect, labels),
     async projectWith(owner, name, members = []) {
       const project = await connect.createProject({ project: { name } }, owner.call);
       for (const [user, role] of members) {

@@ -125,6 +125,27 @@ export async function registerAndLogin(
   return { user, login };
 }
 
+/** A signed-in test user: their id and the call options that carry their token. */
+export interface TestUser {
+  readonly id: string;
+  readonly email: string;
+  readonly call: { headers: Record<string, string> };
+}
+
+/** Registers and logs in a new user per label, concurrently. */
+export async function signUpUsers<const L extends readonly string[]>(
+  client: UserClient,
+  labels: L,
+): Promise<{ [K in keyof L]: TestUser }> {
+  const signedUp = await Promise.all(
+    labels.map(async (label) => {
+      const { user, login } = await registerAndLogin(client, uniqueEmail(label));
+      return { id: user.id, email: user.email, call: bearer(login.accessToken) };
+    }),
+  );
+  return signedUp as { [K in keyof L]: TestUser };
+}
+
 /** A JWS compact token's protected header (index 0) or payload (index 1), decoded. */
 export function jwtPart(token: string, index: 0 | 1): Record<string, unknown> {
   const part = token.split(".")[index];
