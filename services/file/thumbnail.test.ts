@@ -71,6 +71,15 @@ describe("renderThumbnail", () => {
     expect(await pixelAt(png, 10, 37)).toMatchObject({ b: expect.toSatisfy((v) => v > 200) });
   });
 
+  it("renders each raster format that gets a thumbnail", async () => {
+    for (const format of ["jpeg", "png", "webp", "gif", "avif", "tiff"] as const) {
+      expect(hasThumbnail(`image/${format}`), format).toBe(true);
+      const image = await twoHalves(64, 32).toFormat(format).toBuffer();
+      const png = ready(await renderThumbnail(chunks(image), { maxSize: 16 }));
+      expect(await sharp(png).metadata(), format).toMatchObject({ width: 16, height: 8 });
+    }
+  });
+
   it("fits a wide image within maxSize, keeping its aspect ratio", async () => {
     const png = ready(await renderThumbnail(chunks(await solidPng(1000, 250)), { maxSize: 100 }));
     expect(await sharp(png).metadata()).toMatchObject({ format: "png", width: 100, height: 25 });
@@ -201,10 +210,7 @@ describe("thumbnailSizeFor", () => {
 
 describe("hasThumbnail", () => {
   it("holds for the raster types sharp decodes, not for SVG or documents", () => {
-    for (const type of ["image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"]) {
-      expect(hasThumbnail(type)).toBe(true);
-    }
-    expect(hasThumbnail("image/tiff")).toBe(true);
+    expect(hasThumbnail("image/apng")).toBe(true);
     expect(hasThumbnail("Image/PNG; foo=bar")).toBe(true);
     expect(hasThumbnail("image/svg+xml")).toBe(false);
     expect(hasThumbnail("application/pdf")).toBe(false);
