@@ -20,7 +20,11 @@ export const fileConfigSchema = serverConfigSchema(50053).extend({
   /** The most bytes one user may hold: files, open upload sessions and uploads under way. */
   FILE_QUOTA_BYTES: bytes.default(20 * GiB),
   /** How long an upload session waits for its last byte before it is deleted. */
-  FILE_UPLOAD_SESSION_TTL_S: z.coerce.number().int().positive().default(24 * 3600),
+  FILE_UPLOAD_SESSION_TTL_S: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(24 * 3600),
   /** Images with more pixels than this get no thumbnail (their state is FAILED). */
   THUMBNAIL_MAX_INPUT_PIXELS: z.coerce.number().int().positive().default(defaultLimitInputPixels),
   /** Where users reach the mesh: signed download URLs point there. */

@@ -3,11 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { EntityManager } from "@mikro-orm/core";
 import { FileUploadedSchema } from "../../gen/protomesh/file/v1/events_pb.ts";
-import {
-  type File,
-  FileSchema,
-  ThumbnailState,
-} from "../../gen/protomesh/file/v1/file_pb.ts";
+import { type File, FileSchema, ThumbnailState } from "../../gen/protomesh/file/v1/file_pb.ts";
 import type { Identity } from "../../kit/auth/identity.ts";
 import type { Jobs } from "../../kit/jobs/jobs.ts";
 import { parseUuid } from "../../kit/uuid.ts";

@@ -66,7 +66,7 @@ export function createQuota(db: Database, limits: QuotaLimits): Quota {
         + (select coalesce(sum(size_bytes), 0) from upload_session
             where owner_id = ? and file_id is null and expires_at > now())
         + (select coalesce(sum(bytes), 0) from quota_reservation
-            where owner_id = ? and expires_at > now() and id <> ?) as used`,
+            where owner_id = ? and expires_at > now() and id::text <> ?) as used`,
       [ownerId, ownerId, ownerId, except],
     );
     return Number(row?.used ?? 0);

@@ -1,9 +1,11 @@
 // Resumable uploads natively: a session's content arrives over several AppendUpload calls, one
 // cut midway keeps what arrived, the offset is checked, and a complete session is a file.
 import { createHash, randomBytes } from "node:crypto";
-import { Code } from "@connectrpc/connect";
-import { beforeAll, describe, expect, it } from "vitest";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { AppendUploadRequestSchema } from "../../gen/protomesh/file/v1/file_pb.ts";
 import { useFileService } from "../../test/support/file-service.ts";
 import { expectCode, type TestUser } from "../../test/support/user-service.ts";
@@ -18,18 +20,36 @@ beforeAll(async () => {
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
-/** The messages of an append: where it starts, then the content in 64 KiB chunks. */
+/**
+ * The messages of an append: where it starts, then the content in 64 KiB chunks. With `cut`,
+ * the stream fails once `cut.after` bytes are out and `cut.arrived()` says the service has them.
+ */
 async function* appendMessages(
   id: string,
   offset: number,
   content: Uint8Array,
-  cutAfter?: number,
+  cut?: { after: number; arrived: () => Promise<boolean> },
 ): AsyncGenerator<MessageInitShape<typeof AppendUploadRequestSchema>> {
   yield { payload: { case: "start", value: { id, offset: BigInt(offset) } } };
   for (let at = 0; at < content.byteLength; at += 64 * 1024) {
-    if (cutAfter !== undefined && at >= cutAfter) throw new Error("the network went down");
+    if (cut !== undefined && at >= cut.after) {
+      await vi.waitFor(async () => expect(await cut.arrived()).toBe(true), { timeout: 10_000 });
+      throw new Error("the network went down");
+    }
     yield { payload: { case: "chunk", value: content.subarray(at, at + 64 * 1024) } };
   }
+}
+
+/** How many bytes the local storage has staged, over all sessions. */
+async function stagedBytes(): Promise<number> {
+  const dir = join(svc.dataDir, "files", ".staging");
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const sizes = await Promise.all(
+    entries
+      .filter((e) => e.isFile())
+      .map(async (e) => (await stat(join(e.parentPath, e.name))).size),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
 }
 
 const append = (user: TestUser, id: string, offset: number, content: Uint8Array) =>
@@ -72,12 +92,19 @@ describe("an upload session", () => {
       { metadata: { filename: "cut.bin", sizeBytes: 700_000n } },
       alice.call,
     );
+    const staged = await stagedBytes();
+    const cut = {
+      after: 256 * 1024,
+      arrived: async () => (await stagedBytes()) >= staged + 256 * 1024,
+    };
     await expect(
-      svc.connect.appendUpload(appendMessages(session.id, 0, content, 256 * 1024), alice.call),
+      svc.connect.appendUpload(appendMessages(session.id, 0, content, cut), alice.call),
     ).rejects.toThrow();
-    const { offset } = await svc.connect.getUploadSession({ id: session.id }, alice.call);
-    expect(offset).toBeGreaterThan(0n);
-    expect(offset).toBeLessThanOrEqual(256n * 1024n);
+    const { offset } = await vi.waitFor(async () => {
+      const now = await svc.connect.getUploadSession({ id: session.id }, alice.call);
+      expect(now.offset).toBe(256n * 1024n);
+      return now;
+    });
     const done = await append(alice, session.id, Number(offset), content.subarray(Number(offset)));
     expect(done.file?.sha256).toBe(sha256(content));
   });
@@ -144,11 +171,7 @@ describe("an upload session", () => {
       Code.NotFound,
       new RegExp(`upload session ${session.id} not found`),
     );
-    await expectCode(
-      append(bob, session.id, 0, Buffer.from("evil")),
-      Code.NotFound,
-      /not found/,
-    );
+    await expectCode(append(bob, session.id, 0, Buffer.from("evil")), Code.NotFound, /not found/);
     await svc.connect.cancelUploadSession({ id: session.id }, bob.call);
     expect((await svc.connect.getUploadSession({ id: session.id }, alice.call)).offset).toBe(0n);
   });

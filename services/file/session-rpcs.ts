@@ -12,7 +12,12 @@ import { type Identity, requireIdentity } from "../../kit/auth/identity.ts";
 import { traceparentOf } from "../../kit/trace-context.ts";
 import { parseUuid } from "../../kit/uuid.ts";
 import { contentTypeHeadBytes, resolveContentType } from "./content-type.ts";
-import { StoredFile, type StoredFileRow, UploadSession, type UploadSessionRow } from "./entities.ts";
+import {
+  StoredFile,
+  type StoredFileRow,
+  UploadSession,
+  type UploadSessionRow,
+} from "./entities.ts";
 import { fileToProto, recordFile } from "./files.ts";
 import { measure } from "./meter.ts";
 import type { FileRpcs, RpcDeps } from "./rpc-deps.ts";
@@ -210,7 +215,7 @@ export function createSessionRpcs(
       const [row] = await db
         .fork()
         .execute<{ storage_key: string; stage_state: string; offset: string }[]>(
-          "delete from upload_session where id = ? and owner_id = ? and file_id is null returning storage_key, stage_state, \"offset\"",
+          'delete from upload_session where id = ? and owner_id = ? and file_id is null returning storage_key, stage_state, "offset"',
           [id, caller.userId],
         );
       if (row !== undefined) {
@@ -289,7 +294,7 @@ export async function sweepExpiredSessions(
   const rows = await em.execute<
     { storage_key: string; stage_state: string; offset: string; file_id: string | null }[]
   >(
-    "delete from upload_session where expires_at <= now() returning storage_key, stage_state, \"offset\", file_id",
+    'delete from upload_session where expires_at <= now() returning storage_key, stage_state, "offset", file_id',
   );
   for (const row of rows) {
     // A complete session's content is its file's now.

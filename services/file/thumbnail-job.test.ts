@@ -1,13 +1,14 @@
 // Thumbnails, rendered by the thumbnailer after an upload: ready for images, unsupported for
 // other types, failed for corrupt images and decompression bombs, clamped sizes, and a file
 // deleted with its thumbnail.
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { type File, ThumbnailState } from "../../gen/protomesh/file/v1/file_pb.ts";
 import { useFileService } from "../../test/support/file-service.ts";
+import { decompressionBomb } from "../../test/support/images.ts";
 import { expectCode, type TestUser } from "../../test/support/user-service.ts";
 
 const svc = useFileService();
@@ -51,7 +52,11 @@ describe("a thumbnail", () => {
   });
 
   it("is unsupported for a file that is not an image", async () => {
-    const file = await svc.upload(alice, { filename: "notes.txt", contentType: "text/plain" }, Buffer.from("hi"));
+    const file = await svc.upload(
+      alice,
+      { filename: "notes.txt", contentType: "text/plain" },
+      Buffer.from("hi"),
+    );
     expect(file.thumbnailState).toBe(ThumbnailState.UNSUPPORTED);
     await expectCode(
       svc.connect.getThumbnail({ id: file.id }, alice.call),
@@ -63,12 +68,7 @@ describe("a thumbnail", () => {
   it("fails for a corrupt image and for a decompression bomb", async () => {
     const whole = await image(400, 300);
     const corrupt = await svc.upload(alice, { filename: "cut.jpg" }, whole.subarray(0, 600));
-    // 400 megapixels of one colour: a small file that would decode to 1.2 GB.
-    const bomb = await sharp({
-      create: { width: 20_000, height: 20_000, channels: 3, background: "#fff" },
-    })
-      .png({ compressionLevel: 9 })
-      .toBuffer();
+    const bomb = await readFile(await decompressionBomb());
     const bombFile = await svc.upload(alice, { filename: "bomb.png" }, bomb);
     expect((await settled(corrupt)).thumbnailState).toBe(ThumbnailState.FAILED);
     expect((await settled(bombFile)).thumbnailState).toBe(ThumbnailState.FAILED);

@@ -4,7 +4,7 @@ import type { Jobs } from "../../kit/jobs/jobs.ts";
 import { StoredFile } from "./entities.ts";
 import { fileStreams } from "./files.ts";
 import type { FileStorage } from "./storage/storage.ts";
-import { renderThumbnail, maxThumbnailSize } from "./thumbnail.ts";
+import { maxThumbnailSize, renderThumbnail } from "./thumbnail.ts";
 
 /** What rendering came to, before the file's state records it. */
 type Rendered =

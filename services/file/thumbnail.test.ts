@@ -1,11 +1,9 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { Code } from "@connectrpc/connect";
 import sharp, { type Sharp } from "sharp";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { decompressionBomb } from "../../test/support/images.ts";
 import {
   defaultThumbnailSize,
   hasThumbnail,
@@ -129,23 +127,10 @@ describe("renderThumbnail", () => {
   });
 
   describe("with a decompression bomb", () => {
-    let dir: string;
     let bomb: string;
 
     beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), "thumbnail-"));
-      bomb = join(dir, "bomb.png");
-      // 20000 x 20000 pixels of one colour: 1.2 GB decoded, about 1 MB as PNG.
-      await sharp({
-        create: { width: 20_000, height: 20_000, channels: 3, background: red },
-        limitInputPixels: false,
-      })
-        .png()
-        .toFile(bomb);
-    });
-
-    afterAll(async () => {
-      await rm(dir, { recursive: true, force: true });
+      bomb = await decompressionBomb();
     });
 
     it("fails it by default without decoding it", async () => {

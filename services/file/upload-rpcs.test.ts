@@ -7,7 +7,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { ThumbnailState } from "../../gen/protomesh/file/v1/file_pb.ts";
-import { type FileClient, uploadMessages, useFileService } from "../../test/support/file-service.ts";
+import {
+  type FileClient,
+  uploadMessages,
+  useFileService,
+} from "../../test/support/file-service.ts";
 import { expectCode, type TestUser } from "../../test/support/user-service.ts";
 
 const svc = useFileService();
@@ -127,7 +131,11 @@ describe("an upload", () => {
   it("keeps only the last part of a filename, and refuses a NUL in it", async () => {
     const file = await svc.upload(alice, { filename: "../../etc/passwd" }, Buffer.from("x"));
     expect(file.filename).toBe("passwd");
-    const windows = await svc.upload(alice, { filename: "C:\\Users\\a\\notes.txt" }, Buffer.from("y"));
+    const windows = await svc.upload(
+      alice,
+      { filename: "C:\\Users\\a\\notes.txt" },
+      Buffer.from("y"),
+    );
     expect(windows.filename).toBe("notes.txt");
     await expectCode(
       svc.upload(alice, { filename: "a\u0000b.txt" }, Buffer.from("z")),
@@ -194,8 +202,16 @@ describe("an upload", () => {
 describe("a download", () => {
   it("sends any range, describing it in its headers", async () => {
     const content = randomBytes(200_000);
-    const file = await svc.upload(alice, { filename: "report.html", contentType: "text/html" }, content);
-    const middle = await download(svc.connect, alice, { id: file.id, offset: 1000n, length: 5000n });
+    const file = await svc.upload(
+      alice,
+      { filename: "report.html", contentType: "text/html" },
+      content,
+    );
+    const middle = await download(svc.connect, alice, {
+      id: file.id,
+      offset: 1000n,
+      length: 5000n,
+    });
     expect(middle.bytes.equals(content.subarray(1000, 6000))).toBe(true);
     expect(middle.headers.get("content-range")).toBe("bytes 1000-5999/200000");
     expect(middle.headers.get("etag")).toBe(`"${file.sha256}"`);
@@ -205,7 +221,11 @@ describe("a download", () => {
     const tail = await download(svc.grpc, alice, { id: file.id, offset: -10n });
     expect(tail.bytes.equals(content.subarray(-10))).toBe(true);
     expect(tail.headers.get("content-range")).toBe("bytes 199990-199999/200000");
-    const rest = await download(svc.connect, alice, { id: file.id, offset: 199_000n, length: 5000n });
+    const rest = await download(svc.connect, alice, {
+      id: file.id,
+      offset: 199_000n,
+      length: 5000n,
+    });
     expect(rest.bytes.equals(content.subarray(199_000))).toBe(true);
     const beyond = await expectCode(
       download(svc.connect, alice, { id: file.id, offset: 200_000n }),
