@@ -65,20 +65,21 @@ export async function createLocalStorage(options: LocalStorageOptions): Promise<
  * directories) is a bug, never something to clean up and use.
  */
 function checkKey(key: string): string {
-  const problem =
-    key === ""
-      ? "is empty"
-      : key.includes("\0")
-        ? "contains a NUL character"
-        : key.includes("\\")
-          ? "contains a backslash"
-          : key.startsWith("/")
-            ? "is absolute"
-            : key.split("/").some((segment) => segment === "" || segment.startsWith("."))
-              ? "has an empty segment or one starting with a dot"
-              : undefined;
+  const problem = keyProblem(key);
   if (problem !== undefined) throw new Error(`storage key ${JSON.stringify(key)} ${problem}`);
   return key;
+}
+
+/** What makes `key` unfit to name a file below the root, if anything. */
+function keyProblem(key: string): string | undefined {
+  if (key === "") return "is empty";
+  if (key.includes("\0")) return "contains a NUL character";
+  if (key.includes("\\")) return "contains a backslash";
+  if (key.startsWith("/")) return "is absolute";
+  if (key.split("/").some((segment) => segment === "" || segment.startsWith("."))) {
+    return "has an empty segment or one starting with a dot";
+  }
+  return undefined;
 }
 
 /** Removes the temporary files older than a day that no pending write of a live process holds. */

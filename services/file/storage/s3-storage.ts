@@ -51,12 +51,6 @@ export function createS3Storage(options: S3StorageOptions): FileStorage {
     forcePathStyle: options.forcePathStyle,
     ...(options.endpoint !== undefined && { endpoint: options.endpoint }),
     ...(options.credentials !== undefined && { credentials: options.credentials }),
-    // The SDK sends and checks CRC32 checksums by default, as aws-chunked trailers; S3-compatible
-    // servers do not all understand them, so against one they go only where S3 requires them.
-    ...(options.endpoint !== undefined && {
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-    }),
   });
   return {
     async create(key) {
