@@ -43,14 +43,18 @@ export interface PendingWrite {
   write(chunk: Uint8Array): Promise<void>;
   /** Makes the content visible under its key. */
   commit(): Promise<void>;
-  /** Discards everything written; safe to call after a failed write or commit. */
+  /**
+   * Discards everything written; safe to call after a failed write or commit. Rejects when the
+   * store could not discard what it took (parts of an upload the server would not abort).
+   */
   abort(): Promise<void>;
 }
 
 /**
  * Staged content of resumable uploads. Its state (how many bytes it holds, and what the store
  * needs to continue, such as an S3 multipart upload's id and parts) is returned as an opaque
- * string that the caller persists beside the session and passes back on the next call.
+ * string that the caller persists beside the session and passes back on the next call: always
+ * the state the last call returned, since a store keeps only what that state describes.
  */
 export interface StagingArea {
   /** Opens an empty stage for content that will be stored under `key`. */
@@ -66,7 +70,10 @@ export interface StagingArea {
    * reads (to compute its digest, for one).
    */
   complete(key: string, state: StageState): Promise<void>;
-  /** Discards a stage; safe on one that is already gone. */
+  /**
+   * Discards a stage; safe on one that is already gone. Rejects, as PendingWrite.abort does,
+   * when the store could not discard what it took.
+   */
   discard(key: string, state: StageState): Promise<void>;
 }
 
