@@ -27,10 +27,13 @@ describe("deadlines", () => {
     expect(connect["connect-timeout-ms"]).toBe("10000");
   });
 
-  it("uses the method's own default, capped at the maximum", () => {
+  it("uses the method's own default, even beyond the maximum, which it raises for the method", () => {
     const headers: Record<string, string> = { "content-type": "application/proto" };
     applyDeadline(headers, "/pkg.Svc/Slow", policy);
-    expect(headers["connect-timeout-ms"]).toBe("60000");
+    expect(headers["connect-timeout-ms"]).toBe("120000");
+    const longer: Record<string, string> = { "connect-timeout-ms": "500000" };
+    applyDeadline(longer, "/pkg.Svc/Slow", policy);
+    expect(longer["connect-timeout-ms"]).toBe("120000");
   });
 
   it("caps a longer requested deadline and keeps a shorter one", () => {
@@ -58,9 +61,11 @@ describe("REST deadlines (X-Timeout-Ms)", () => {
     expect(restDeadline(rest, "/a.B/C", "600000")).toBe(60_000);
   });
 
-  it("uses the method's default, capped, when the client asks for nothing", () => {
+  it("uses the method's default when the client asks for nothing, and caps at it when longer", () => {
     expect(restDeadline(rest, "/a.B/C", undefined)).toBe(10_000);
-    expect(restDeadline(rest, "/a.B/Slow", undefined)).toBe(60_000);
+    expect(restDeadline(rest, "/a.B/Slow", undefined)).toBe(90_000);
+    expect(restDeadline(rest, "/a.B/Slow", "600000")).toBe(90_000);
+    expect(restDeadline(rest, "/a.B/Slow", "70000")).toBe(70_000);
   });
 
   it("refuses a value that is not a positive number of milliseconds", () => {

@@ -1,11 +1,24 @@
 import type { IncomingHttpHeaders } from "node:http";
 
-/** How long calls may run: the default for calls that ask for nothing, and the cap. */
+/**
+ * How long calls may run: the default for calls that ask for nothing, and the cap. A method
+ * whose contract declares a longer default than the cap (an upload of gigabytes) may run that
+ * long: its declared default is its own cap.
+ */
 export interface DeadlinePolicy {
   readonly defaultMs: number;
   readonly maxMs: number;
   /** Per-method defaults by request path ("/pkg.Service/Method"), from the proto call option. */
   readonly methodDefaults?: ReadonlyMap<string, number>;
+}
+
+/** The default and the cap of one method's calls. */
+function boundsOf(policy: DeadlinePolicy, path: string): { fallback: number; cap: number } {
+  const declared = policy.methodDefaults?.get(path);
+  return {
+    fallback: Math.min(declared ?? policy.defaultMs, Math.max(policy.maxMs, declared ?? 0)),
+    cap: Math.max(policy.maxMs, declared ?? 0),
+  };
 }
 
 const grpcUnitsMs: Record<string, number> = {
@@ -27,7 +40,7 @@ export function parseGrpcTimeout(value: string): number | undefined {
 
 /**
  * Gives a call its deadline before the protocol handler reads it: a call without one gets the
- * method's default, a longer one is capped at the maximum. gRPC and gRPC-Web carry it in
+ * method's default, a longer one is capped at the maximum (or the method's longer default). gRPC and gRPC-Web carry it in
  * `grpc-timeout`, Connect in `connect-timeout-ms`; a malformed value is left for the protocol
  * handler to reject.
  */
@@ -39,9 +52,9 @@ export function applyDeadline(
   const isGrpc = headers["content-type"]?.startsWith("application/grpc") ?? false;
   const name = isGrpc ? "grpc-timeout" : "connect-timeout-ms";
   const raw = headers[name];
-  const fallback = policy.methodDefaults?.get(path) ?? policy.defaultMs;
+  const { fallback, cap } = boundsOf(policy, path);
   if (typeof raw !== "string") {
-    headers[name] = format(Math.min(fallback, policy.maxMs), isGrpc);
+    headers[name] = format(fallback, isGrpc);
     return;
   }
   const requested = isGrpc
@@ -49,9 +62,7 @@ export function applyDeadline(
     : /^\d{1,10}$/.test(raw)
       ? Number(raw)
       : undefined;
-  if (requested !== undefined && requested > policy.maxMs) {
-    headers[name] = format(policy.maxMs, isGrpc);
-  }
+  if (requested !== undefined && requested > cap) headers[name] = format(cap, isGrpc);
 }
 
 /** The header in which a REST client asks for a deadline, in milliseconds. */
@@ -59,7 +70,7 @@ export const restTimeoutHeader = "x-timeout-ms";
 
 /**
  * The deadline of a REST call in milliseconds: what the client asked for in `X-Timeout-Ms`,
- * capped at the maximum, else the method's default. Undefined for a malformed value, which the
+ * capped at the maximum (or the method's longer default), else the method's default. Undefined for a malformed value, which the
  * caller refuses.
  */
 export function restDeadline(
@@ -67,11 +78,11 @@ export function restDeadline(
   path: string,
   requested: string | string[] | undefined,
 ): number | undefined {
-  const fallback = Math.min(policy.methodDefaults?.get(path) ?? policy.defaultMs, policy.maxMs);
+  const { fallback, cap } = boundsOf(policy, path);
   if (requested === undefined) return fallback;
   if (typeof requested !== "string" || !/^\d{1,10}$/.test(requested)) return undefined;
   const ms = Number(requested);
-  return ms === 0 ? undefined : Math.min(ms, policy.maxMs);
+  return ms === 0 ? undefined : Math.min(ms, cap);
 }
 
 function format(ms: number, grpc: boolean): string {
