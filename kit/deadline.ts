@@ -12,6 +12,11 @@ export interface DeadlinePolicy {
   readonly methodDefaults?: ReadonlyMap<string, number>;
 }
 
+/** The longest deadline any call may get under the policy. */
+export function longestDeadlineMs(policy: DeadlinePolicy): number {
+  return Math.max(policy.maxMs, ...(policy.methodDefaults?.values() ?? []));
+}
+
 /** The default and the cap of one method's calls. */
 function boundsOf(policy: DeadlinePolicy, path: string): { fallback: number; cap: number } {
   const declared = policy.methodDefaults?.get(path);

@@ -6,7 +6,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.ts";
 import { refusedHeader } from "./balance/retryable.ts";
 import { methodTimeouts } from "./call-policy.ts";
 import type { ServerConfig } from "./config.ts";
-import { applyDeadline, type DeadlinePolicy } from "./deadline.ts";
+import { applyDeadline, type DeadlinePolicy, longestDeadlineMs } from "./deadline.ts";
 import { createErrorInterceptor } from "./error-interceptor.ts";
 import { createHealth, type HealthState } from "./health.ts";
 import { createInFlight } from "./in-flight.ts";
@@ -121,7 +121,8 @@ export function createServer(options: ServerOptions): Server {
     interceptors: baseInterceptors,
     readMaxBytes: config.MAX_MESSAGE_BYTES,
     writeMaxBytes: config.MAX_MESSAGE_BYTES,
-    maxTimeoutMs: config.MAX_DEADLINE_MS,
+    // Each call's deadline is already within its method's cap (applyDeadline).
+    maxTimeoutMs: longestDeadlineMs(deadline),
     shutdownSignal: shutdown.signal,
     requestGate(ctx) {
       if (serving.draining && ctx.service.typeName !== Health.typeName) {
