@@ -6,6 +6,7 @@ import { http } from "../../gen/google/api/annotations_pb.ts";
 import { HttpRuleSchema } from "../../gen/google/api/http_pb.ts";
 import { FileService } from "../../gen/protomesh/file/v1/file_pb.ts";
 import { InferenceService } from "../../gen/protomesh/inference/v1/inference_pb.ts";
+import { DownloadPolicySchema, download } from "../../gen/protomesh/options/v1/options_pb.ts";
 import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
 import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import {
@@ -50,7 +51,9 @@ function syntheticService(
     name: string;
     rule: RuleInit;
     input?: string;
-    streaming?: "client" | "bidi";
+    output?: string;
+    streaming?: "client" | "server" | "bidi";
+    download?: { offsetField: string; lengthField: string };
   }[],
 ): DescService {
   const file = create(FileDescriptorProtoSchema, {
@@ -61,15 +64,20 @@ function syntheticService(
     service: [
       {
         name: "SyntheticService",
-        method: methods.map(({ name, rule, input = "Book", streaming }) => {
+        method: methods.map((method) => {
+          const { name, rule, input = "Book", output = ".protomesh.gatewaytest.v1.Book" } = method;
+          const { streaming } = method;
           const options = create(MethodOptionsSchema);
           setExtension(options, http, create(HttpRuleSchema, toHttpRule(rule)));
+          if (method.download !== undefined) {
+            setExtension(options, download, create(DownloadPolicySchema, method.download));
+          }
           return {
             name,
             inputType: `.protomesh.gatewaytest.v1.${input}`,
-            outputType: ".protomesh.gatewaytest.v1.Book",
-            clientStreaming: streaming !== undefined,
-            serverStreaming: streaming === "bidi",
+            outputType: output,
+            clientStreaming: streaming === "client" || streaming === "bidi",
+            serverStreaming: streaming === "server" || streaming === "bidi",
             options,
           };
         }),
@@ -273,6 +281,48 @@ describe("route validation at start-up", () => {
     const service = syntheticService([{ name: "Call", rule, input }]);
     expect(() => createRouteTable([service])).toThrow(`${rpc}: `);
     expect(() => createRouteTable([service])).toThrow(problem);
+  });
+
+  const httpBody = ".google.api.HttpBody";
+  it.each<[string, string, "server" | undefined, string, string]>([
+    ["offset", "length", undefined, httpBody, "must be server streaming of google.api.HttpBody"],
+    ["offset", "length", "server", ".protomesh.gatewaytest.v1.Book", "must be server streaming"],
+    ["start", "length", "server", httpBody, 'offset_field "start" is not a field of'],
+    ["offset", "name", "server", httpBody, 'length_field "name" must be a singular int64 field'],
+    ["offset", "chunk_bytes", "server", httpBody, '"chunk_bytes" must be a singular int64'],
+  ])(
+    "rejects a download option of %s and %s on %s of %s",
+    (offsetField, lengthField, streaming, output, problem) => {
+      const service = syntheticService([
+        {
+          name: "Call",
+          rule: { get: "/v1/x" },
+          input: "ReadBookRequest",
+          output,
+          ...(streaming === undefined ? {} : { streaming }),
+          download: { offsetField, lengthField },
+        },
+      ]);
+      const build = () => createRouteTable([service]);
+      expect(build).toThrow(
+        "download option of protomesh.gatewaytest.v1.synthetic.SyntheticService.Call: ",
+      );
+      expect(build).toThrow(problem);
+    },
+  );
+
+  it("binds a download's Range to the fields its option names", () => {
+    const route = createRouteTable([LibraryService]).routes.find(
+      (r) => r.method.name === "ReadBook",
+    );
+    expect([route?.download?.offset.name, route?.download?.length.name]).toEqual([
+      "offset",
+      "length",
+    ]);
+    const plain = createRouteTable([LibraryService]).routes.find(
+      (r) => r.method.name === "DownloadBook",
+    );
+    expect(plain?.download).toBeUndefined();
   });
 
   it.each<["client" | "bidi", RuleInit, string, string]>([

@@ -2,6 +2,7 @@ import type { DescField, DescMessage, DescMethod, DescService } from "@bufbuild/
 import { getOption, hasOption, ScalarType } from "@bufbuild/protobuf";
 import { http } from "../../gen/google/api/annotations_pb.ts";
 import type { HttpRule } from "../../gen/google/api/http_pb.ts";
+import { download } from "../../gen/protomesh/options/v1/options_pb.ts";
 import { textTypeOf } from "./field-text.ts";
 import type { PathTemplate } from "./path-template.ts";
 import { createPathTemplate, splitPath } from "./path-template.ts";
@@ -22,6 +23,16 @@ export interface Route {
   readonly responseBodyField: DescField | undefined;
   /** For each template variable, the chain of fields its field path walks, outermost first. */
   readonly pathFields: ReadonlyMap<string, readonly DescField[]>;
+  /** Set when the RPC is served as a ranged HTTP download (`protomesh.options.v1.download`). */
+  readonly download: DownloadFields | undefined;
+}
+
+/** The request fields a ranged download binds a `Range` header to. */
+export interface DownloadFields {
+  /** The int64 field of the first byte's offset. */
+  readonly offset: DescField;
+  /** The int64 field of the number of bytes. */
+  readonly length: DescField;
 }
 
 /** The result of looking up a request in the route table. */
@@ -158,8 +169,42 @@ function createRoute(method: DescMethod, rule: HttpRule): Route {
     bodyField,
     responseBodyField,
     pathFields,
+    download: downloadFieldsOf(method),
   };
 }
+
+/** The fields of a method's download option, checked: undefined for a method without one. */
+function downloadFieldsOf(method: DescMethod): DownloadFields | undefined {
+  if (!hasOption(method, download)) return undefined;
+  const fail = (problem: string) => new Error(`download option of ${rpcName(method)}: ${problem}`);
+  if (
+    method.methodKind !== "server_streaming" ||
+    method.output.typeName !== "google.api.HttpBody"
+  ) {
+    throw fail("the RPC must be server streaming of google.api.HttpBody");
+  }
+  const policy = getOption(method, download);
+  const fieldOf = (name: string, role: string): DescField => {
+    const field = method.input.fields.find((f) => f.name === name);
+    if (field === undefined) {
+      throw fail(`${role} "${name}" is not a field of ${method.input.typeName}`);
+    }
+    if (field.fieldKind !== "scalar" || !signed64.has(field.scalar)) {
+      throw fail(`${role} "${name}" must be a singular int64 field`);
+    }
+    return field;
+  };
+  return {
+    offset: fieldOf(policy.offsetField, "offset_field"),
+    length: fieldOf(policy.lengthField, "length_field"),
+  };
+}
+
+const signed64: ReadonlySet<ScalarType> = new Set([
+  ScalarType.INT64,
+  ScalarType.SINT64,
+  ScalarType.SFIXED64,
+]);
 
 function isBytes(field: DescField | undefined): boolean {
   return field?.fieldKind === "scalar" && field.scalar === ScalarType.BYTES;
