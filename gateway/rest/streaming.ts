@@ -10,7 +10,7 @@ import type { GatewayRequest, GatewayResponse } from "../exchange.ts";
 import { sendError } from "../http-error.ts";
 import type { Route } from "../routing/route-table.ts";
 import type { ServiceUpstream } from "../upstream/service-upstream.ts";
-import { type CallOptions, responseMetadataOf } from "../upstream/upstream.ts";
+import { type CallOptions, responseMetadataOf, type StreamCall } from "../upstream/upstream.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 
@@ -39,11 +39,9 @@ export async function relayServerStream(
   req: GatewayRequest,
   res: GatewayResponse,
 ): Promise<void> {
-  const { route, upstream, options } = call;
+  const { route } = call;
   const output = route.method.output;
-  const stream = upstream.stream(route.method, options);
-  await stream.send(toBinary(route.method.input, request));
-  stream.end();
+  const stream = await openServerStream(call, request);
   const format = isHttpBody(output)
     ? "raw"
     : /\btext\/event-stream\b/i.test(req.headers.accept ?? "")
@@ -85,6 +83,15 @@ export async function relayServerStream(
   res.end();
 }
 
+/** Opens a server-streaming call and sends its one request message. */
+export async function openServerStream(call: StreamingCall, request: Message): Promise<StreamCall> {
+  const { route, upstream, options } = call;
+  const stream = upstream.stream(route.method, options);
+  await stream.send(toBinary(route.method.input, request));
+  stream.end();
+  return stream;
+}
+
 type StreamFormat = "raw" | "sse" | "ndjson";
 
 function contentTypeOf(format: StreamFormat, first: Message | undefined): string {
@@ -115,7 +122,7 @@ function errorFrameOf(format: "sse" | "ndjson", error: ConnectError): string {
 }
 
 /** Writes to the client, waiting while its connection is full (backpressure). */
-async function write(res: GatewayResponse, chunk: Uint8Array | string): Promise<void> {
+export async function write(res: GatewayResponse, chunk: Uint8Array | string): Promise<void> {
   if (!res.write(chunk)) await drainedOrClosed(res);
 }
 

@@ -27,6 +27,7 @@ import { sendError } from "../http-error.ts";
 import { type RouteTable, rpcName } from "../routing/route-table.ts";
 import type { ServiceUpstream } from "../upstream/service-upstream.ts";
 import { responseMetadataOf } from "../upstream/upstream.ts";
+import { relayDownload } from "./download.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
 import { isHttpBody, relayServerStream, relayUpload } from "./streaming.ts";
@@ -158,7 +159,9 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       }
       if (method.methodKind === "server_streaming") {
         setHeaders(res, admitted);
-        await relayServerStream({ route, upstream, options: call }, message, req, res);
+        const streaming = { route, upstream, options: call };
+        if (route.download === undefined) await relayServerStream(streaming, message, req, res);
+        else await relayDownload(streaming, route.download, message, req, res);
         return;
       }
       const result = await upstream.unary(method, toBinary(method.input, message), call);
