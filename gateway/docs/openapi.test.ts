@@ -237,6 +237,31 @@ describe("the OpenAPI document", () => {
     expect(Object.keys(converse.operation.responses)).toContain("426");
   });
 
+  it("documents the headers and answers of ranged downloads", () => {
+    for (const [doc, id] of [
+      [library, "LibraryService_ReadBook"],
+      [mesh, "FileService_Download"],
+      [mesh, "FileService_DownloadSigned"],
+    ] as const) {
+      const { operation } = operationById(doc, id);
+      const headers = operation.parameters.filter((p) => p.in === "header").map((p) => p.name);
+      expect(headers, id).toEqual(["Range", "If-None-Match"]);
+      const headersOf = (status: string) =>
+        Object.keys((operation.responses[status] as { headers?: object }).headers ?? {});
+      expect(headersOf("200"), id).toEqual(expect.arrayContaining(["Content-Length", "ETag"]));
+      expect(headersOf("206"), id).toEqual(expect.arrayContaining(["Content-Range"]));
+      expect(headersOf("304"), id).toEqual(expect.arrayContaining(["ETag"]));
+      expect(operation.responses["416"], id).toMatchObject({
+        headers: { "Content-Range": expect.any(Object) },
+        content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+      });
+      expect(operation.description, id).toContain("Ranged download");
+    }
+    const plain = operationById(library, "LibraryService_DownloadBook").operation;
+    expect(plain.parameters.some((p) => p.in === "header")).toBe(false);
+    expect(Object.keys(plain.responses)).not.toContain("206");
+  });
+
   it("describes operations, messages, fields and enums with the contracts' comments", () => {
     const getMe = operationsOf(mesh).find((op) => op.operation.operationId === "UserService_GetMe");
     expect(getMe?.operation.description).toMatch(/^Returns the account of the caller\./);

@@ -6,12 +6,13 @@ import { textTypeOf } from "../routing/field-text.ts";
 import type { Route, RouteTable } from "../routing/route-table.ts";
 import { rpcName } from "../routing/route-table.ts";
 import { componentsRef, createSchemaSet, type JsonSchema, type SchemaSet } from "./json-schema.ts";
+import { downloadParameters, downloadResponses } from "./openapi-download.ts";
 import { openApiPathOf } from "./openapi-path.ts";
 
-/** A parameter of an operation: a path variable or a query parameter. */
+/** A parameter of an operation: a path variable, a query parameter or a request header. */
 export interface OpenApiParameter {
   readonly name: string;
-  readonly in: "path" | "query";
+  readonly in: "path" | "query" | "header";
   readonly required?: boolean;
   readonly description?: string;
   readonly schema: JsonSchema;
@@ -135,7 +136,7 @@ const documentDescription = `JSON/HTTP routes of gRPC services, transcoded by th
 
 Every error is \`{"code": <google.rpc code>, "message": "...", "details": [...]}\` (the Error schema) with the HTTP status of its code.
 
-Streaming: a server-streaming RPC answers \`text/event-stream\` when the request has \`Accept: text/event-stream\` (each message one event \`data: <message JSON>\`; an error after the stream started is a last \`event: error\` whose data is the Error JSON), and \`application/x-ndjson\` otherwise (each line \`{"result": <message JSON>}\`; an error is a last line \`{"error": <Error JSON>}\`). A google.api.HttpBody response is sent as raw bytes with the message's content type. A client-streaming RPC streams the request body into the bytes field its rule names: the raw body (any content type), or the one file part of a \`multipart/form-data\` form whose text fields bind like query parameters; the path and query parameters bind to a first message. A bidirectional-streaming RPC is a WebSocket on its route's path (marked \`x-protomesh-websocket\`): each text frame is one JSON message either way; a plain HTTP request gets 426.
+Streaming: a server-streaming RPC answers \`text/event-stream\` when the request has \`Accept: text/event-stream\` (each message one event \`data: <message JSON>\`; an error after the stream started is a last \`event: error\` whose data is the Error JSON), and \`application/x-ndjson\` otherwise (each line \`{"result": <message JSON>}\`; an error is a last line \`{"error": <Error JSON>}\`). A google.api.HttpBody response is sent as raw bytes with the message's content type; an operation that documents the \`Range\` header is a ranged download, which answers 206 to a byte range, 416 to a range beyond the end, 304 to an \`If-None-Match\` that names its ETag, with the Content-Length of its body. A client-streaming RPC streams the request body into the bytes field its rule names: the raw body (any content type), or the one file part of a \`multipart/form-data\` form whose text fields bind like query parameters; the path and query parameters bind to a first message. A bidirectional-streaming RPC is a WebSocket on its route's path (marked \`x-protomesh-websocket\`): each text frame is one JSON message either way; a plain HTTP request gets 426.
 
 Operations of HTTP methods OpenAPI cannot express (custom methods such as PURGE, or "*" for any method) are listed under \`x-protomesh-methods\` of their path.`;
 
@@ -235,7 +236,11 @@ function createOperation(
   const said = comments.get(rpcName(method));
   const notes = [...(said === undefined ? [] : [said]), `Calls \`${rpcName(method)}\`.`, access];
 
-  const parameters = [...pathParameters, ...queryParameters(route, schemas)];
+  const parameters = [
+    ...pathParameters,
+    ...queryParameters(route, schemas),
+    ...(route.download === undefined ? [] : downloadParameters),
+  ];
   const requestBody = requestBodyOf(route, schemas, notes);
   const responses: Record<string, OpenApiResponse> = { ...successResponses(route, schemas, notes) };
   responses["400"] = { $ref: "#/components/responses/BadRequest" };
@@ -375,6 +380,8 @@ function successResponses(
       }
       return { "200": { description: "OK", content: { "application/json": { schema } } } };
     case "server_streaming":
+      // The route table admits the download option on raw bytes only.
+      if (route.download !== undefined) return downloadResponses(errorContent, notes);
       if (rawBytes) {
         notes.push(
           "Server streaming: the response is the bytes of every message, with the content type of the first; an error after the first bytes aborts the response.",
