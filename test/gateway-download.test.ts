@@ -1,7 +1,8 @@
 // Ranged HTTP downloads through the gateway, between real processes: the test contract's ReadBook
 // (an RPC with the download option) served by the library server from contents it holds in
-// memory, a gateway routing it, and fetch as the client.
+// memory, a gateway routing it, and fetch (HTTP/1.1) or node's HTTP/2 client.
 import { createHash, randomBytes } from "node:crypto";
+import http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
 
@@ -171,5 +172,52 @@ describe("conditional downloads", () => {
         timeout: 10_000,
       })
       .toBe("canceled");
+  });
+});
+
+/** One request over an HTTP/2 session; rejects when the stream is reset before its end. */
+function h2Request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+): Promise<{ headers: http2.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request(headers);
+    const chunks: Buffer[] = [];
+    let response: http2.IncomingHttpHeaders = {};
+    stream.on("response", (h) => {
+      response = h;
+    });
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("end", () => resolve({ headers: response, body: Buffer.concat(chunks) }));
+    stream.on("error", reject);
+  });
+}
+
+describe("ranged downloads over HTTP/2", () => {
+  let session: http2.ClientHttp2Session;
+  beforeAll(() => {
+    session = http2.connect(gateway.url);
+  });
+  afterAll(() => session.close());
+
+  it("answers a Range with 206 and exactly the bytes asked, and HEAD without a body", async () => {
+    const path = "/v1/books/b1:read?chunkBytes=8192";
+    const part = await h2Request(session, { ":path": path, range: "bytes=100-65635" });
+    expect(part.headers[":status"]).toBe(206);
+    expect(part.headers["content-length"]).toBe("65536");
+    expect(part.body.equals(b1.subarray(100, 65636))).toBe(true);
+
+    const head = await h2Request(session, { ":method": "HEAD", ":path": path });
+    expect(head.headers[":status"]).toBe(200);
+    expect(head.headers["content-length"]).toBe(String(b1.length));
+    expect(head.body.length).toBe(0);
+  });
+
+  it.each([
+    "/v1/books/b1:read?chunkBytes=16384&failAfterBytes=65536",
+    // A stream of raw bytes without the download option, which has no length to fall short of.
+    "/v1/books/b1:download?sizeBytes=1000000&chunkBytes=10000&failAfterBytes=500000",
+  ])("resets the stream of a body whose upstream fails midway (%s)", async (path) => {
+    await expect(h2Request(session, { ":path": path })).rejects.toThrow("NGHTTP2_INTERNAL_ERROR");
   });
 });

@@ -11,7 +11,7 @@ import type { GatewayRequest, GatewayResponse } from "../exchange.ts";
 import { sendError } from "../http-error.ts";
 import type { DownloadFields } from "../routing/route-table.ts";
 import { responseMetadataOf, type StreamCall } from "../upstream/upstream.ts";
-import { openServerStream, type StreamingCall, write } from "./streaming.ts";
+import { abortResponse, openServerStream, type StreamingCall, write } from "./streaming.ts";
 
 /** The range a request asks for, as the download option's offset and length fields take it. */
 export interface RequestedRange {
@@ -236,11 +236,11 @@ async function sendBody(
     }
   } catch (err) {
     stream.cancel(ConnectError.from(err));
-    res.destroy();
+    abortResponse(res);
     return;
   }
   if (length !== undefined && sent !== length) {
-    res.destroy();
+    abortResponse(res);
     return;
   }
   res.end();

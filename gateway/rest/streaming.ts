@@ -1,3 +1,4 @@
+import { constants, Http2ServerResponse } from "node:http2";
 import type { DescMessage, Message } from "@bufbuild/protobuf";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { reflect } from "@bufbuild/protobuf/reflect";
@@ -66,7 +67,7 @@ export async function relayServerStream(
     const error = ConnectError.from(err);
     if (format === "raw") {
       // Raw bytes have no room for an error: the body ends unfinished, which clients notice.
-      res.destroy();
+      abortResponse(res);
       return;
     }
     res.end(errorFrameOf(format, error));
@@ -119,6 +120,16 @@ function frameOf(format: StreamFormat, route: Route, message: Message): Uint8Arr
 function errorFrameOf(format: "sse" | "ndjson", error: ConnectError): string {
   const body = JSON.stringify(errorBodyOf(error));
   return format === "sse" ? `event: error\ndata: ${body}\n\n` : `{"error":${body}}\n`;
+}
+
+/**
+ * Ends a response whose body cannot be finished so that the client sees it fail: HTTP/2 resets
+ * the stream with INTERNAL_ERROR (a plain destroy resets it with NO_ERROR, which a client reads
+ * as a clean end), HTTP/1.1 closes the connection before the body is complete.
+ */
+export function abortResponse(res: GatewayResponse): void {
+  if (res instanceof Http2ServerResponse) res.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  else res.destroy();
 }
 
 /** Writes to the client, waiting while its connection is full (backpressure). */

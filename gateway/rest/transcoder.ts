@@ -30,7 +30,7 @@ import { responseMetadataOf } from "../upstream/upstream.ts";
 import { relayDownload } from "./download.ts";
 import { bindRequest } from "./request-binding.ts";
 import { bindResponse } from "./response-binding.ts";
-import { isHttpBody, relayServerStream, relayUpload } from "./streaming.ts";
+import { abortResponse, isHttpBody, relayServerStream, relayUpload } from "./streaming.ts";
 
 /** What the REST transcoder needs. */
 export interface TranscoderOptions {
@@ -186,7 +186,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       const error = ConnectError.from(err);
       if (!(err instanceof ConnectError)) log.error({ err }, "transcoding failed");
       if (res.headersSent) {
-        res.destroy();
+        abortResponse(res);
         return;
       }
       // What the error says in its metadata (a challenge, rate-limit headers, the service's
