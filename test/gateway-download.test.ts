@@ -156,6 +156,35 @@ describe("conditional downloads", () => {
     expect((await bytesOf(res)).equals(b1)).toBe(true);
   });
 
+  it.each([
+    ["the ETag", b1Etag],
+    ["the Last-Modified date", "Tue, 02 Jan 2024 03:04:05 GMT"],
+  ])("honours a Range whose If-Range is %s", async (_, ifRange) => {
+    const res = await read("b1:read", { headers: { range: "bytes=10-19", "if-range": ifRange } });
+    expect(res.status).toBe(206);
+    expect(res.headers.get("content-range")).toBe(`bytes 10-19/${b1.length}`);
+    expect((await bytesOf(res)).equals(b1.subarray(10, 20))).toBe(true);
+  });
+
+  it.each([
+    ["another ETag", '"other"'],
+    ["a weak ETag", `W/${b1Etag}`],
+    ["another date", "Wed, 03 Jan 2024 03:04:05 GMT"],
+  ])("sends everything with 200 when If-Range is %s", async (_, ifRange) => {
+    const res = await read("b1:read", { headers: { range: "bytes=10-19", "if-range": ifRange } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-length")).toBe(String(b1.length));
+    expect((await bytesOf(res)).equals(b1)).toBe(true);
+  });
+
+  it("sends everything to a range beyond the end whose If-Range fails", async () => {
+    const res = await read("b1:read", {
+      headers: { range: `bytes=${b1.length}-`, "if-range": '"other"' },
+    });
+    expect(res.status).toBe(200);
+    expect((await bytesOf(res)).equals(b1)).toBe(true);
+  });
+
   it.each<[string, RequestInit, number]>([
     ["a 304", { headers: { "if-none-match": "*" } }, 304],
     ["HEAD", { method: "HEAD" }, 200],

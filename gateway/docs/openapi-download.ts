@@ -17,6 +17,13 @@ export const downloadParameters: readonly OpenApiParameter[] = [
     schema: text,
   },
   {
+    name: "If-Range",
+    in: "header",
+    description:
+      "With Range: the ETag or Last-Modified date of the client's copy. When the content has changed since, the answer is 200 with everything.",
+    schema: text,
+  },
+  {
     name: "If-None-Match",
     in: "header",
     description:

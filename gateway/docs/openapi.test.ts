@@ -245,7 +245,7 @@ describe("the OpenAPI document", () => {
     ] as const) {
       const { operation } = operationById(doc, id);
       const headers = operation.parameters.filter((p) => p.in === "header").map((p) => p.name);
-      expect(headers, id).toEqual(["Range", "If-None-Match"]);
+      expect(headers, id).toEqual(["Range", "If-Range", "If-None-Match"]);
       const headersOf = (status: string) =>
         Object.keys((operation.responses[status] as { headers?: object }).headers ?? {});
       expect(headersOf("200"), id).toEqual(expect.arrayContaining(["Content-Length", "ETag"]));

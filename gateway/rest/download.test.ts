@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { namesEtag, parseContentRange, parseRange } from "./download.ts";
+import { ifRangeHolds, namesEtag, parseContentRange, parseRange } from "./download.ts";
 
 describe("parseRange", () => {
   it.each<[string, { offset: bigint; length: bigint }]>([
@@ -88,5 +88,25 @@ describe("namesEtag", () => {
   it("matches only * when the upstream sent no ETag", () => {
     expect(namesEtag("*", undefined)).toBe(true);
     expect(namesEtag('"abc"', undefined)).toBe(false);
+  });
+});
+
+describe("ifRangeHolds", () => {
+  const date = "Tue, 02 Jan 2024 03:04:05 GMT";
+  const upstream = { etag: '"abc"', "last-modified": date };
+  it.each<[string | undefined, Record<string, string>, boolean]>([
+    [undefined, upstream, true],
+    ['"abc"', upstream, true],
+    [date, upstream, true],
+    ['"abd"', upstream, false],
+    // The comparison is strong: a weak tag on either side fails it.
+    ['W/"abc"', upstream, false],
+    ['"abc"', { etag: 'W/"abc"' }, false],
+    ["Tue, 02 Jan 2024 03:04:06 GMT", upstream, false],
+    ['"abc"', {}, false],
+    [date, {}, false],
+    ['"abc", "abc"', upstream, false],
+  ])("holds for If-Range %j against %j: %s", (header, headers, holds) => {
+    expect(ifRangeHolds(header, headers)).toBe(holds);
   });
 });

@@ -2,8 +2,8 @@
 // the `protomesh.options.v1.download` option. The Range and If-None-Match grammar is parsed here
 // rather than with range-parser or fresh: the range binds to the request before the content's
 // size is known (range-parser needs it), and the ETag is only known once the upstream answers.
-import type { DescMessage, Message } from "@bufbuild/protobuf";
-import { fromBinary } from "@bufbuild/protobuf";
+import type { DescField, DescMessage, Message } from "@bufbuild/protobuf";
+import { clone, fromBinary } from "@bufbuild/protobuf";
 import { reflect } from "@bufbuild/protobuf/reflect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { HttpBody } from "../../gen/google/api/httpbody_pb.ts";
@@ -33,6 +33,8 @@ export interface ContentRange {
 
 const rangeHeader = "range";
 const ifNoneMatchHeader = "if-none-match";
+const ifRangeHeader = "if-range";
+const lastModifiedHeader = "last-modified";
 const contentRangeHeader = "content-range";
 const etagHeader = "etag";
 const acceptRanges = { "accept-ranges": "bytes" } as const;
@@ -122,10 +124,29 @@ export function namesEtag(header: string | undefined, etag: string | undefined):
 }
 
 /**
+ * Whether the If-Range condition of a Range request holds (RFC 9110 §13.1.5): true without the
+ * header; else the upstream's ETag equals it in a strong comparison (neither side weak), or its
+ * Last-Modified equals the date it gives.
+ */
+export function ifRangeHolds(
+  header: string | undefined,
+  upstream: Readonly<Record<string, string>>,
+): boolean {
+  if (header === undefined) return true;
+  const condition = header.trim();
+  if (condition.startsWith('"'))
+    return entityTag.test(condition) && upstream[etagHeader] === condition;
+  // A weak tag never matches in a strong comparison.
+  if (condition.startsWith("W/")) return false;
+  return upstream[lastModifiedHeader] === condition;
+}
+
+/**
  * Relays a call of a route with the download option: a usable Range header binds to the
  * option's fields, and the upstream's `content-range` decides the answer: 206 with Content-Range
  * to a Range request, 200 with the body's length otherwise, 304 without a body (the upstream call
  * cancelled) when If-None-Match names the ETag, 416 when the upstream fails with OUT_OF_RANGE.
+ * When an If-Range condition fails, the whole content is asked for again and sent with 200.
  * A body that fails midway or does not add up to its Content-Length is aborted. An upstream that
  * sends no `content-range` is relayed as any other stream of raw bytes, without a length.
  */
@@ -138,43 +159,78 @@ export async function relayDownload(
 ): Promise<void> {
   const { method } = call.route;
   const range = parseRange(req.headers[rangeHeader]);
-  if (range !== undefined) {
-    const message = reflect(method.input, request);
-    message.set(fields.offset, range.offset);
-    message.set(fields.length, range.length);
+  if (range === undefined) {
+    await relayContent(call, request, undefined, req, res);
+    return;
   }
+  const ranged = reflect(method.input, clone(method.input, request));
+  ranged.set(fields.offset, int64Of(fields.offset, range.offset));
+  ranged.set(fields.length, int64Of(fields.length, range.length));
+  if ((await relayContent(call, ranged.message, range, req, res)) === "stale") {
+    await relayContent(call, request, undefined, req, res);
+  }
+}
+
+// A field with `jstype = JS_STRING` holds its 64-bit value as a string.
+function int64Of(field: DescField, value: bigint): bigint | string {
+  return field.fieldKind === "scalar" && field.longAsString ? String(value) : value;
+}
+
+/**
+ * Relays one upstream call of a download, of `range` if the request's Range bound to it;
+ * "stale", with nothing written, when the request's If-Range condition fails.
+ */
+async function relayContent(
+  call: StreamingCall,
+  request: Message,
+  range: RequestedRange | undefined,
+  req: GatewayRequest,
+  res: GatewayResponse,
+): Promise<"sent" | "stale"> {
+  const given = req.headers[ifRangeHeader];
+  // Node joins a repeated If-Range with commas: a condition that never holds.
+  const ifRange = range === undefined || given === undefined ? undefined : String(given);
   const stream = await openServerStream(call, request);
-  const bodies = bodiesOf(stream, method.output);
+  const bodies = bodiesOf(stream, call.route.method.output);
   let first: IteratorResult<HttpBody>;
   try {
     first = await bodies.next();
   } catch (err) {
     const error = ConnectError.from(err);
     if (error.code !== Code.OutOfRange) throw error;
+    // The range may be out of a content that changed since the client's copy: send it all.
+    if (ifRange !== undefined) return "stale";
     // The error's metadata carries the content's size as "bytes */size" (RFC 9110 §15.5.17).
     const headers = responseMetadataOf(Object.fromEntries(error.metadata), { ...acceptRanges });
     sendError(res, error, { status: 416, headers });
-    return;
+    return "sent";
+  }
+  const upstream = responseMetadataOf(await stream.headers);
+  if (!ifRangeHolds(ifRange, upstream)) {
+    stream.cancel(new ConnectError("the client's copy is stale", Code.Canceled));
+    return "stale";
   }
   const body = first.done ? undefined : first.value;
-  const head = headOf(req, range, responseMetadataOf(await stream.headers), body);
+  const head = headOf(req, range, upstream, body);
   res.writeHead(head.status, head.headers);
   if (head.status === 304 || req.method === "HEAD") {
     stream.cancel(new ConnectError("the response has no body", Code.Canceled));
     res.end();
-    return;
+    return "sent";
   }
   await sendBody(res, stream, body, bodies, head.length);
+  return "sent";
 }
 
 async function* bodiesOf(stream: StreamCall, output: DescMessage): AsyncGenerator<HttpBody> {
   for await (const bytes of stream.responses) yield fromBinary(output, bytes) as HttpBody;
 }
 
-/** The status and headers of a download's answer, and the length its body must have. */
+/** The status and headers of a download's answer. */
 interface DownloadHead {
   readonly status: number;
   readonly headers: Record<string, string>;
+  /** The length its body must have; undefined when nothing says it. */
   readonly length: number | undefined;
 }
 
@@ -195,7 +251,11 @@ function headOf(
   const cache = { ...acceptRanges, "cache-control": downloadCacheControl };
   const etag = upstream[etagHeader];
   if (namesEtag(req.headers[ifNoneMatchHeader], etag)) {
-    return { status: 304, headers: etag === undefined ? cache : { ...cache, etag }, length: 0 };
+    return {
+      status: 304,
+      headers: etag === undefined ? cache : { ...cache, etag },
+      length: undefined,
+    };
   }
   Object.assign(headers, cache, {
     "content-type": contentType,
