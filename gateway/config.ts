@@ -38,7 +38,7 @@ export const gatewayConfigSchema = serverConfigSchema(8080).extend({
     .number()
     .int()
     .positive()
-    .default(1024 * 1024 * 1024),
+    .default(5 * 1024 * 1024 * 1024),
   // Empty: browsers get no cross-origin access at all.
   CORS_ORIGINS: corsOriginsSchema,
   CORS_ALLOW_CREDENTIALS: flagSchema.default(false),

@@ -204,8 +204,10 @@ export async function relayUpload(
     // The client may still be sending: an HTTP/1.1 connection cannot carry another request.
     const headers: Record<string, string> =
       req.httpVersionMajor === 1 && !req.complete ? { connection: "close" } : {};
-    const status = error.code === Code.ResourceExhausted && sent > upload.maxUploadBytes;
-    sendError(res, error, status ? { status: 413, headers } : { headers });
+    // Admitted already, an upload that exhausts something exhausts room: the gateway's bound,
+    // or the upstream's (a file size limit, a quota).
+    const tooLarge = error.code === Code.ResourceExhausted;
+    sendError(res, error, tooLarge ? { status: 413, headers } : { headers });
     return;
   }
   if (response === undefined) {
