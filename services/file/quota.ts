@@ -94,7 +94,9 @@ export function createQuota(db: Database, limits: QuotaLimits): Quota {
       let held = 0;
       const hold = (atLeast: number, wanted: number) =>
         db.fork().transactional(async (em) => {
-          const bytes = Math.min(wanted, await roomFor(em, ownerId, atLeast, id));
+          // Never more than one file may hold: other uploads of the owner need room too.
+          const room = await roomFor(em, ownerId, atLeast, id);
+          const bytes = Math.min(wanted, maxFileBytes, room);
           await em.execute(
             `insert into quota_reservation (id, owner_id, bytes, expires_at) values (?, ?, ?, ?)
              on conflict (id) do update set bytes = excluded.bytes, expires_at = excluded.expires_at`,
