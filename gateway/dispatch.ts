@@ -12,6 +12,7 @@ import { sendError } from "./http-error.ts";
 import type { ServeOps } from "./ops.ts";
 import type { RequestLog, Served } from "./request-log.ts";
 import type { Transcoder } from "./rest/transcoder.ts";
+import { isTusPath, type TusHandler, tusMethodsOf } from "./rest/tus.ts";
 import type { RouteTable } from "./routing/route-table.ts";
 import { type NativeProxy, respondError, rpcServiceOf } from "./upstream/native-proxy.ts";
 import type { ServiceUpstream } from "./upstream/service-upstream.ts";
@@ -32,6 +33,8 @@ export interface DispatchParts {
   readonly admitNative: AdmitNative;
   readonly deadline: DeadlinePolicy;
   readonly transcode: Transcoder;
+  /** The tus resumable upload endpoint. */
+  readonly tus: TusHandler;
   readonly inFlight: InFlight;
   readonly requestLog: RequestLog;
   readonly log: Log;
@@ -41,16 +44,17 @@ export interface DispatchParts {
  * Creates the gateway's request handler. Each request gets a request id (the client's, or a
  * new one) and is answered, in this order, as a CORS preflight, one of the gateway's own
  * endpoints, a call to its health or reflection, a refusal while draining, a native call
- * passed through to its upstream, or a REST call transcoded. Its end is counted, timed and
+ * passed through to its upstream, a tus upload, or a REST call transcoded. Its end is counted, timed and
  * logged once, and an unfinished upstream call is cancelled when its client goes away.
  */
 export function createDispatch(parts: DispatchParts): DualHandler {
   const { cors, routes, upstreams, serveOps, local, draining, proxy, admitNative } = parts;
-  const { deadline, transcode, inFlight, requestLog, log } = parts;
+  const { deadline, transcode, tus, inFlight, requestLog, log } = parts;
 
   // A native RPC path ("/pkg.Service/Method" of a service the gateway serves) takes POST from
   // browsers (Connect and gRPC-Web); a REST path takes what its routes declare.
   const methodsOf = (path: string, requested: string): string[] => {
+    if (isTusPath(path)) return tusMethodsOf(path);
     const service = rpcServiceOf(path);
     const isRpc =
       service !== undefined &&
@@ -100,6 +104,11 @@ export function createDispatch(parts: DispatchParts): DualHandler {
         return;
       }
       proxy.forward(req, res, upstream);
+      return;
+    }
+    if (isTusPath(path)) {
+      served.kind = "tus";
+      await tus(req, res, path, served);
       return;
     }
     await transcode(req, res, path, served);

@@ -28,6 +28,7 @@ import { createOps } from "./ops.ts";
 import { createRequestLog } from "./request-log.ts";
 import { createResilienceMetrics } from "./resilience-metrics.ts";
 import { createTranscoder } from "./rest/transcoder.ts";
+import { createTusHandler } from "./rest/tus.ts";
 import { createWebSocketGateway } from "./rest/websocket.ts";
 import { createRouteTable } from "./routing/route-table.ts";
 import { createNativeProxy } from "./upstream/native-proxy.ts";
@@ -59,8 +60,8 @@ export function meshTargets(config: GatewayConfig): GatewayTarget[] {
 
 /**
  * Creates the gateway: REST routes of every annotated RPC, native Connect/gRPC/gRPC-Web
- * pass-through, reflection of all routed services, its own health, /healthz, /readyz and
- * /metrics, all on one port.
+ * pass-through, tus uploads to the file service, reflection of all routed services, its own
+ * health, /healthz, /readyz and /metrics, all on one port.
  */
 export function createGatewayServer(options: GatewayServerOptions): Runnable {
   const { config, log } = options;
@@ -154,6 +155,15 @@ export function createGatewayServer(options: GatewayServerOptions): Runnable {
     }),
     deadline,
     transcode,
+    tus: createTusHandler({
+      upstreams,
+      authenticate,
+      deadline,
+      maxUploadBytes: config.MAX_UPLOAD_BYTES,
+      rateLimits,
+      trustedProxies: config.RATE_LIMIT_TRUSTED_PROXIES,
+      log,
+    }),
     inFlight,
     requestLog: createRequestLog(metrics.registry, log),
     log,

@@ -32,7 +32,8 @@ export interface PreflightRequest {
 export const preflightMaxAgeSeconds = 600;
 
 // Request headers a browser client may send: REST (authorization, content-type), tracing,
-// request ids, and what Connect and gRPC-Web clients add. Anything else fails the preflight.
+// request ids, what Connect and gRPC-Web clients add, and tus uploads' (tus-js-client, Uppy).
+// Anything else fails the preflight.
 const allowedRequestHeaders: ReadonlySet<string> = new Set([
   "authorization",
   "content-type",
@@ -44,11 +45,16 @@ const allowedRequestHeaders: ReadonlySet<string> = new Set([
   "grpc-timeout",
   "x-grpc-web",
   "x-user-agent",
+  "tus-resumable",
+  "upload-length",
+  "upload-metadata",
+  "upload-offset",
 ]);
 
 // Response headers scripts may read beyond the CORS-safelisted ones (Fetch standard,
 // "CORS-safelisted response-header name"): the request id, gRPC-Web's status in headers
-// (trailers-only responses) and the message encodings Connect and gRPC-Web clients decode with.
+// (trailers-only responses), the message encodings Connect and gRPC-Web clients decode with,
+// and what tus clients read of an upload and of the server.
 const exposedHeaders = [
   "x-request-id",
   "grpc-status",
@@ -56,6 +62,15 @@ const exposedHeaders = [
   "grpc-status-details-bin",
   "grpc-encoding",
   "connect-content-encoding",
+  "location",
+  "tus-resumable",
+  "tus-version",
+  "tus-extension",
+  "tus-max-size",
+  "upload-offset",
+  "upload-length",
+  "upload-metadata",
+  "upload-expires",
 ].join(", ");
 
 /**
