@@ -1,12 +1,20 @@
 // The gateway's tus 1.0 endpoint between real processes: the real user service for tokens, a
 // gateway process, and the real tus-js-client. The file service is a test double (in this
-// process, served as a real Connect server) whose upload sessions live in memory, so that the
-// test can read back what arrived and how each AppendUpload stream ended.
+// process, served as a real Connect server over HTTP/2) whose upload sessions live in memory,
+// so that the test can read back what arrived and how each AppendUpload stream ended.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
+import http2 from "node:http2";
 import net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  createContextValues,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Upload } from "tus-js-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -14,22 +22,32 @@ import {
   type UploadSession,
   UploadSessionSchema,
 } from "../gen/protomesh/file/v1/file_pb.ts";
-import { loadConfig, serverConfigSchema } from "../kit/config.ts";
-import { createLogger } from "../kit/log.ts";
-import { bindService, createServer, type Server } from "../kit/server.ts";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
 
 const maxUploadBytes = 16 * 1024 * 1024;
 const uploadsPerMinute = 5;
 const appOrigin = "https://app.example.com";
 
-/** How one AppendUpload stream of the test double ended, and what it carried. */
+/** One AppendUpload stream the test double served: where it started and what it carried. */
 interface AppendRecord {
   readonly id: string;
   readonly start: number;
   received: number;
-  ended?: "end of stream" | "stream failed";
+  /** The HTTP/2 stream the call came on. */
+  readonly stream: http2.ServerHttp2Stream;
 }
+
+/**
+ * How an append's HTTP/2 stream ended: closed after its answer, or reset by the caller. The
+ * reset must be read from the stream: node ends a request body on RST_STREAM as if it were
+ * complete, so a handler's loop over the messages cannot tell.
+ */
+function outcomeOf(append: AppendRecord | undefined): "open" | "cancelled" | "closed" {
+  if (append === undefined || !append.stream.closed) return "open";
+  return append.stream.rstCode === http2.constants.NGHTTP2_CANCEL ? "cancelled" : "closed";
+}
+
+const streamKey = createContextKey<http2.ServerHttp2Stream | undefined>(undefined);
 
 /** One upload session of the test double, with every byte it received. */
 interface StoredSession {
@@ -50,7 +68,7 @@ function createFileServiceTestDouble() {
     if (stored === undefined) throw new ConnectError(`no upload session ${id}`, Code.NotFound);
     return stored;
   };
-  const binding = bindService(FileService, {
+  const impl: Partial<ServiceImpl<typeof FileService>> = {
     createUploadSession({ metadata }) {
       if (metadata?.sizeBytes === undefined) {
         throw new ConnectError("metadata.size_bytes is required", Code.InvalidArgument);
@@ -66,54 +84,52 @@ function createFileServiceTestDouble() {
       return session;
     },
     getUploadSession: ({ id }) => find(id).session,
-    async appendUpload(requests) {
+    async appendUpload(requests, ctx) {
       let stored: StoredSession | undefined;
       let record: AppendRecord | undefined;
-      try {
-        for await (const { payload } of requests) {
-          if (stored === undefined || record === undefined) {
-            if (payload.case !== "start") {
-              throw new ConnectError("the first message must be start", Code.InvalidArgument);
-            }
-            stored = find(payload.value.id);
-            if (payload.value.offset !== stored.session.offset) {
-              throw new ConnectError(
-                `the upload continues at ${stored.session.offset}, not ${payload.value.offset}`,
-                Code.FailedPrecondition,
-              );
-            }
-            record = { id: stored.session.id, start: Number(payload.value.offset), received: 0 };
-            appends.push(record);
-            continue;
+      // Each chunk is kept as it arrives, whatever ends the stream later.
+      for await (const { payload } of requests) {
+        if (stored === undefined || record === undefined) {
+          if (payload.case !== "start") {
+            throw new ConnectError("the first message must be start", Code.InvalidArgument);
           }
-          if (payload.case !== "chunk") {
-            throw new ConnectError("start must come only first", Code.InvalidArgument);
+          stored = find(payload.value.id);
+          if (payload.value.offset !== stored.session.offset) {
+            throw new ConnectError(
+              `the upload continues at ${stored.session.offset}, not ${payload.value.offset}`,
+              Code.FailedPrecondition,
+            );
           }
-          const { session } = stored;
-          if (session.offset + BigInt(payload.value.byteLength) > session.sizeBytes) {
-            throw new ConnectError("content beyond the announced size", Code.InvalidArgument);
-          }
-          stored.chunks.push(Buffer.from(payload.value));
-          session.offset += BigInt(payload.value.byteLength);
-          record.received += payload.value.byteLength;
+          const start = Number(payload.value.offset);
+          const stream = ctx.values.get(streamKey);
+          if (stream === undefined) throw new Error("the test double serves HTTP/2 only");
+          record = { id: stored.session.id, start, received: 0, stream };
+          appends.push(record);
+          continue;
         }
-      } catch (err) {
-        if (record !== undefined) record.ended = "stream failed";
-        throw err;
+        if (payload.case !== "chunk") {
+          throw new ConnectError("start must come only first", Code.InvalidArgument);
+        }
+        const { session } = stored;
+        if (session.offset + BigInt(payload.value.byteLength) > session.sizeBytes) {
+          throw new ConnectError("content beyond the announced size", Code.InvalidArgument);
+        }
+        stored.chunks.push(Buffer.from(payload.value));
+        session.offset += BigInt(payload.value.byteLength);
+        record.received += payload.value.byteLength;
       }
-      if (stored === undefined || record === undefined) {
+      if (stored === undefined) {
         throw new ConnectError("the stream carried no start", Code.InvalidArgument);
       }
-      record.ended = "end of stream";
       return stored.session;
     },
     cancelUploadSession({ id }) {
       sessions.delete(id);
       return {};
     },
-  });
+  };
   return {
-    binding,
+    impl,
     appends,
     /** The session with `id`, if it still exists. */
     session: (id: string) => sessions.get(id)?.session,
@@ -196,14 +212,21 @@ function runUpload(upload: Upload): Promise<string> {
 
 let user: StartedProcess;
 let gateway: StartedProcess;
-let fileServer: Server;
+let fileServer: http2.Http2Server;
 const files = createFileServiceTestDouble();
 
 beforeAll(async () => {
-  const config = loadConfig(serverConfigSchema(0), { PORT: "0", HOST: "127.0.0.1" });
-  const log = createLogger({ name: "file-test-double", level: "silent", format: "json" });
-  fileServer = createServer({ config, log, services: [files.binding] });
-  const filePort = await fileServer.listen();
+  // Cleartext HTTP/2, as the gateway calls its upstreams; without a health service, which the
+  // gateway then takes as serving.
+  fileServer = http2.createServer(
+    connectNodeAdapter({
+      routes: (router) => router.service(FileService, files.impl),
+      contextValues: (req) =>
+        createContextValues().set(streamKey, "stream" in req ? req.stream : undefined),
+    }),
+  );
+  await new Promise<void>((resolve) => fileServer.listen(0, "127.0.0.1", resolve));
+  const filePort = (fileServer.address() as net.AddressInfo).port;
   user = await startProcess("services/user/main.js", {
     env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false" },
   });
@@ -220,7 +243,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await killAllProcesses();
-  await fileServer.close();
+  await new Promise((resolve) => fileServer.close(resolve));
 });
 
 /** A new account's bearer token: each test gets its own upload rate limit. */
@@ -253,6 +276,26 @@ async function createUpload(authorization: string, size: number): Promise<string
   });
   expect(res.status).toBe(201);
   return new URL(res.headers.get("location") ?? "", gateway.url).toString();
+}
+
+/** Sends `body` to an upload from `offset` with a plain request. */
+function patchUpload(
+  url: string,
+  authorization: string,
+  offset: number,
+  body: string,
+  contentType = "application/offset+octet-stream",
+): Promise<Response> {
+  return fetch(url, {
+    method: "PATCH",
+    headers: {
+      ...tus,
+      authorization,
+      "content-type": contentType,
+      "upload-offset": String(offset),
+    },
+    body,
+  });
 }
 
 const idOf = (url: string) => new URL(url).pathname.split("/").pop() ?? "";
@@ -306,14 +349,15 @@ describe("tus uploads with tus-js-client", () => {
       const failed = runUpload(first);
       failed.catch(() => {});
       // Cut once part of the body has reached the file service.
-      const reached = () => files.appends.find((a) => a.id === idOf(first.url ?? "x:/"));
+      const reached = () => files.appends.find((a) => a.id === idOf(first.url ?? "http://x/"));
       await expect.poll(() => reached()?.received ?? 0).toBeGreaterThan(0);
       proxy.cut();
       await expect(failed).rejects.toThrow();
       const id = idOf(first.url ?? "");
-      // The gateway ends the stream with what arrived: the service keeps it.
-      await expect.poll(() => files.appends.find((a) => a.id === id)?.ended).toBe("end of stream");
-      const kept = files.appends.find((a) => a.id === id)?.received ?? 0;
+      // The gateway ends the stream with what arrived, rather than cancelling it.
+      await expect.poll(() => outcomeOf(reached())).not.toBe("open");
+      expect(outcomeOf(reached())).toBe("closed");
+      const kept = reached()?.received ?? 0;
       expect(kept).toBeGreaterThan(0);
       expect(kept).toBeLessThan(content.length);
 
@@ -323,9 +367,10 @@ describe("tus uploads with tus-js-client", () => {
       if (previous !== undefined) second.resumeFromPreviousUpload(previous);
       await runUpload(second);
 
-      expect(files.appends.filter((a) => a.id === id)).toEqual([
-        { id, start: 0, received: kept, ended: "end of stream" },
-        { id, start: kept, received: content.length - kept, ended: "end of stream" },
+      const appends = files.appends.filter((a) => a.id === id);
+      expect(appends.map(({ start, received }) => ({ start, received }))).toEqual([
+        { start: 0, received: kept },
+        { start: kept, received: content.length - kept },
       ]);
       expect(files.sha256(id)).toBe(sha256(content));
     } finally {
@@ -356,16 +401,7 @@ describe("the tus protocol at the gateway", () => {
   it("answers a PATCH at the wrong offset 409 and keeps the upload where it was", async () => {
     const authorization = await signIn();
     const url = await createUpload(authorization, 10);
-    const res = await fetch(url, {
-      method: "PATCH",
-      headers: {
-        ...tus,
-        authorization,
-        "content-type": "application/offset+octet-stream",
-        "upload-offset": "4",
-      },
-      body: "abcdef",
-    });
+    const res = await patchUpload(url, authorization, 4, "abcdef");
     expect(res.status).toBe(409);
     expect(res.headers.get("tus-resumable")).toBe("1.0.0");
     expect(await res.json()).toMatchObject({
@@ -378,22 +414,11 @@ describe("the tus protocol at the gateway", () => {
   it("answers a PATCH with the new offset", async () => {
     const authorization = await signIn();
     const url = await createUpload(authorization, 10);
-    const patch = (offset: number, body: string) =>
-      fetch(url, {
-        method: "PATCH",
-        headers: {
-          ...tus,
-          authorization,
-          "content-type": "application/offset+octet-stream",
-          "upload-offset": String(offset),
-        },
-        body,
-      });
-    const first = await patch(0, "abcd");
+    const first = await patchUpload(url, authorization, 0, "abcd");
     expect(first.status).toBe(204);
     expect(first.headers.get("upload-offset")).toBe("4");
     expect(Date.parse(first.headers.get("upload-expires") ?? "")).toBeGreaterThan(Date.now());
-    const beyond = await patch(4, "efghijklmnop");
+    const beyond = await patchUpload(url, authorization, 4, "efghijklmnop");
     expect(beyond.status).toBe(400);
     expect(await beyond.json()).toMatchObject({ code: Code.InvalidArgument });
   });
@@ -401,11 +426,7 @@ describe("the tus protocol at the gateway", () => {
   it("refuses a PATCH body of another media type with 415", async () => {
     const authorization = await signIn();
     const url = await createUpload(authorization, 10);
-    const res = await fetch(url, {
-      method: "PATCH",
-      headers: { ...tus, authorization, "content-type": "text/plain", "upload-offset": "0" },
-      body: "abc",
-    });
+    const res = await patchUpload(url, authorization, 0, "abc", "text/plain");
     expect(res.status).toBe(415);
     expect(await res.json()).toMatchObject({ code: Code.InvalidArgument });
     expect(files.session(idOf(url))?.offset).toBe(0n);
@@ -474,16 +495,7 @@ describe("the tus protocol at the gateway", () => {
     });
     // Cancelling a session that is gone succeeds: termination is idempotent.
     expect(res.status).toBe(204);
-    const patch = await fetch(`${gateway.url}/v1/tus/${randomUUID()}`, {
-      method: "PATCH",
-      headers: {
-        ...tus,
-        authorization,
-        "content-type": "application/offset+octet-stream",
-        "upload-offset": "0",
-      },
-      body: "abc",
-    });
+    const patch = await patchUpload(`${gateway.url}/v1/tus/${randomUUID()}`, authorization, 0, "x");
     expect(patch.status).toBe(404);
   });
 
@@ -492,17 +504,7 @@ describe("the tus protocol at the gateway", () => {
     const url = await createUpload(authorization, 100);
     const statuses: number[] = [];
     for (let i = 0; i <= uploadsPerMinute; i++) {
-      const res = await fetch(url, {
-        method: "PATCH",
-        headers: {
-          ...tus,
-          authorization,
-          "content-type": "application/offset+octet-stream",
-          "upload-offset": String(i),
-        },
-        body: "x",
-      });
-      statuses.push(res.status);
+      statuses.push((await patchUpload(url, authorization, i, "x")).status);
     }
     expect(statuses).toEqual([...Array(uploadsPerMinute).fill(204), 429]);
   });
