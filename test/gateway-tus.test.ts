@@ -141,8 +141,9 @@ function createFileServiceTestDouble() {
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 
 /**
- * A TCP proxy in front of the gateway: forwards what clients send up to `limit` bytes and holds
- * back the rest, until cut() drops every connection; connections after that pass untouched.
+ * A TCP proxy in front of the gateway: forwards what clients send up to `limit` bytes and drops
+ * the rest, until cut() drops every connection; connections after that pass untouched.
+ * close() drops the connections too, kept-alive ones included.
  */
 async function startCuttingProxy(targetPort: number, limit: number) {
   let forwarded = 0;
@@ -155,6 +156,7 @@ async function startCuttingProxy(targetPort: number, limit: number) {
       sockets.add(socket);
       socket.on("error", () => {});
       socket.on("close", () => {
+        sockets.delete(socket);
         client.destroy();
         upstream.destroy();
       });
@@ -174,7 +176,10 @@ async function startCuttingProxy(targetPort: number, limit: number) {
       cut = true;
       for (const socket of sockets) socket.destroy();
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -309,11 +314,19 @@ describe("tus uploads with tus-js-client", () => {
         endpoint: `${gateway.url}/v1/tus/`,
         headers: { authorization },
         metadata: { filename: "report.pdf", filetype: "application/pdf" },
+        // Four PATCH requests, each from the offset the last one answered.
+        chunkSize: 1024 * 1024,
         retryDelays: null,
       }),
     );
     expect(url).toMatch(new RegExp(`^${gateway.url}/v1/tus/[0-9a-f-]{36}$`));
     const id = idOf(url);
+    expect(files.appends.filter((a) => a.id === id).map((a) => a.start)).toEqual([
+      0,
+      1024 * 1024,
+      2 * 1024 * 1024,
+      3 * 1024 * 1024,
+    ]);
     expect(files.sha256(id)).toBe(sha256(content));
     expect(files.session(id)).toMatchObject({
       filename: "report.pdf",

@@ -138,7 +138,9 @@ Every error is \`{"code": <google.rpc code>, "message": "...", "details": [...]}
 
 Streaming: a server-streaming RPC answers \`text/event-stream\` when the request has \`Accept: text/event-stream\` (each message one event \`data: <message JSON>\`; an error after the stream started is a last \`event: error\` whose data is the Error JSON), and \`application/x-ndjson\` otherwise (each line \`{"result": <message JSON>}\`; an error is a last line \`{"error": <Error JSON>}\`). A google.api.HttpBody response is sent as raw bytes with the message's content type; an operation that documents the \`Range\` header is a ranged download, which answers 206 to a byte range, 416 to a range beyond the end, 304 to an \`If-None-Match\` that names its ETag, with the Content-Length of its body. A client-streaming RPC streams the request body into the bytes field its rule names: the raw body (any content type), or the one file part of a \`multipart/form-data\` form whose text fields bind like query parameters; the path and query parameters bind to a first message. A bidirectional-streaming RPC is a WebSocket on its route's path (marked \`x-protomesh-websocket\`): each text frame is one JSON message either way; a plain HTTP request gets 426.
 
-Operations of HTTP methods OpenAPI cannot express (custom methods such as PURGE, or "*" for any method) are listed under \`x-protomesh-methods\` of their path.`;
+Operations of HTTP methods OpenAPI cannot express (custom methods such as PURGE, or "*" for any method) are listed under \`x-protomesh-methods\` of their path.
+
+Resumable uploads: where the file service is routed, \`/v1/tus/\` speaks the tus 1.0 protocol (core, creation, termination, expiration) over its upload sessions, for tus clients such as tus-js-client and Uppy. It is not listed among the paths: tus defines its requests by their headers, which clients set for themselves.`;
 
 /**
  * Builds the OpenAPI 3.1 document of a route table: one operation per route, in the proto3 JSON
