@@ -25,6 +25,8 @@ import {
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
 
 const maxUploadBytes = 16 * 1024 * 1024;
+// Below the gateway's limit: a larger session is the file service's to refuse.
+const quotaBytes = 12 * 1024 * 1024;
 const uploadsPerMinute = 5;
 const appOrigin = "https://app.example.com";
 
@@ -56,8 +58,8 @@ interface StoredSession {
 }
 
 /**
- * The file service test double: the four upload-session RPCs in memory, checking the offset
- * and the size as the contract says, and keeping the bytes an append received even when its
+ * The file service test double: the four upload-session RPCs in memory, checking the offset,
+ * the size and a quota as the contract says, and keeping the bytes an append received even when its
  * stream fails. Every other RPC answers Unimplemented.
  */
 function createFileServiceTestDouble() {
@@ -72,6 +74,9 @@ function createFileServiceTestDouble() {
     createUploadSession({ metadata }) {
       if (metadata?.sizeBytes === undefined) {
         throw new ConnectError("metadata.size_bytes is required", Code.InvalidArgument);
+      }
+      if (metadata.sizeBytes > quotaBytes) {
+        throw new ConnectError("the upload would exceed your quota", Code.ResourceExhausted);
       }
       const session = create(UploadSessionSchema, {
         id: randomUUID(),
@@ -487,6 +492,7 @@ describe("the tus protocol at the gateway", () => {
 
   it.each([
     ["an upload larger than Tus-Max-Size", { "upload-length": String(maxUploadBytes + 1) }, 413],
+    ["an upload beyond the caller's quota", { "upload-length": String(quotaBytes + 1) }, 413],
     ["a deferred length", { "upload-defer-length": "1" }, 400],
     ["no length", {}, 400],
     ["malformed metadata", { "upload-length": "10", "upload-metadata": "filename ***" }, 400],
@@ -498,6 +504,13 @@ describe("the tus protocol at the gateway", () => {
     });
     expect(res.status).toBe(status);
     expect((await res.json()) as object).toHaveProperty("message");
+  });
+
+  it("answers a method tus does not define 405 with the ones it does", async () => {
+    const res = await fetch(`${gateway.url}/v1/tus/${randomUUID()}`, { headers: tus });
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("DELETE, HEAD, OPTIONS, PATCH");
+    expect(await res.json()).toMatchObject({ code: Code.Unimplemented });
   });
 
   it("answers a PATCH of an unknown upload 404, and its DELETE 204", async () => {

@@ -1,3 +1,7 @@
+// The tus 1.0 protocol written here rather than with @tus/server: that server keeps the bytes
+// in a data store of its own and answers with its own statuses and plain-text errors, while
+// here each tus request is one call of the file service's upload-session RPCs, admitted and
+// answered like every REST call of the gateway. What tus adds on top is a handful of headers.
 import type { DescMessage, DescMethod, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -274,7 +278,7 @@ async function patchUpload(call: TusCall, id: string): Promise<void> {
   stream.end();
   const response = await answer.catch((err: unknown) => {
     if (req.complete) throw err;
-    options.log.info({ err, id }, "the rest of an interrupted tus upload was refused");
+    options.log.info({ err, id }, "the file service refused an interrupted tus upload's content");
     return undefined;
   });
   if (!req.complete) {
