@@ -523,6 +523,14 @@ describe("the tus protocol at the gateway", () => {
     expect(res.status).toBe(204);
     const patch = await patchUpload(`${gateway.url}/v1/tus/${randomUUID()}`, authorization, 0, "x");
     expect(patch.status).toBe(404);
+    const deeper = await patchUpload(
+      `${gateway.url}/v1/tus/${randomUUID()}/x`,
+      authorization,
+      0,
+      "x",
+    );
+    expect(deeper.status).toBe(404);
+    expect(await deeper.json()).toMatchObject({ code: Code.NotFound });
   });
 
   it("keeps rate limits apart from sizes: too many uploads answer 429", async () => {

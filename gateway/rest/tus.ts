@@ -75,15 +75,19 @@ export function isTusPath(path: string): boolean {
 
 /** The methods a tus path accepts: creation on the collection, the rest on an upload. */
 export function tusMethodsOf(path: string): string[] {
-  return uploadIdOf(path) === undefined
-    ? ["OPTIONS", "POST"]
-    : ["DELETE", "HEAD", "OPTIONS", "PATCH"];
+  const target = targetOf(path);
+  if (target === "collection") return ["OPTIONS", "POST"];
+  return target === undefined ? [] : ["DELETE", "HEAD", "OPTIONS", "PATCH"];
 }
 
-// "/v1/tus" and "/v1/tus/" are the collection; "/v1/tus/<id>" an upload.
-function uploadIdOf(path: string): string | undefined {
+/**
+ * What a tus path names: "/v1/tus" and "/v1/tus/" the collection, "/v1/tus/<id>" the upload
+ * with that id (one segment); undefined for anything deeper.
+ */
+function targetOf(path: string): "collection" | { readonly id: string } | undefined {
   const rest = path.slice(tusPrefix.length + 1);
-  return rest === "" ? undefined : rest;
+  if (rest === "") return "collection";
+  return rest.includes("/") ? undefined : { id: rest };
 }
 
 const { createUploadSession, getUploadSession, appendUpload, cancelUploadSession } =
@@ -101,6 +105,8 @@ export function createTusHandler(options: TusOptions): TusHandler {
     res.setHeader(tusHeader.resumable, tusVersion);
     try {
       const method = req.method ?? "GET";
+      const target = targetOf(path);
+      if (target === undefined) throw new ConnectError(`no upload at ${path}`, Code.NotFound);
       const allowed = tusMethodsOf(path);
       if (!allowed.includes(method)) {
         const err = new ConnectError(
@@ -133,11 +139,10 @@ export function createTusHandler(options: TusOptions): TusHandler {
         throw new ConnectError(`no route for ${method} ${path}`, Code.NotFound);
       }
       const call: TusCall = { req, res, exchange, upstream, options };
-      const id = uploadIdOf(path);
-      if (id === undefined) await createUpload(call);
-      else if (method === "HEAD") await headUpload(call, id);
-      else if (method === "PATCH") await patchUpload(call, id);
-      else await terminateUpload(call, id);
+      if (target === "collection") await createUpload(call);
+      else if (method === "HEAD") await headUpload(call, target.id);
+      else if (method === "PATCH") await patchUpload(call, target.id);
+      else await terminateUpload(call, target.id);
     } catch (err) {
       if (!(err instanceof ConnectError)) log.error({ err }, "tus request failed");
       if (res.headersSent) {
