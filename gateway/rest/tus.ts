@@ -206,12 +206,10 @@ async function createUpload(call: TusCall): Promise<void> {
   }
   const size = parseByteCount(tusHeader.uploadLength, req.headers[tusHeader.uploadLength]);
   if (size > options.maxUploadBytes) {
-    const err = new ConnectError(
-      `the upload is larger than ${options.maxUploadBytes} bytes`,
+    throw new ConnectError(
+      `the upload is larger than ${options.maxUploadBytes} bytes (${tusHeader.maxSize})`,
       Code.ResourceExhausted,
     );
-    sendError(res, err, { status: 413 });
-    return;
   }
   const metadata = fileMetadataOf(parseUploadMetadata(stringOf(req, tusHeader.uploadMetadata)));
   const session = await unary(call, createUploadSession, {
