@@ -143,6 +143,9 @@ function createFileServiceTestDouble() {
   };
 }
 
+// How long to wait for what another process does, on a machine that may be busy.
+const patience = { timeout: 15_000 };
+
 const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 
 /**
@@ -368,12 +371,12 @@ describe("tus uploads with tus-js-client", () => {
       failed.catch(() => {});
       // Cut once part of the body has reached the file service.
       const reached = () => files.appends.find((a) => a.id === idOf(first.url ?? "http://x/"));
-      await expect.poll(() => reached()?.received ?? 0).toBeGreaterThan(0);
+      await expect.poll(() => reached()?.received ?? 0, patience).toBeGreaterThan(0);
       proxy.cut();
       await expect(failed).rejects.toThrow();
       const id = idOf(first.url ?? "");
       // The gateway ends the stream with what arrived, rather than cancelling it.
-      await expect.poll(() => outcomeOf(reached())).not.toBe("open");
+      await expect.poll(() => outcomeOf(reached()), patience).not.toBe("open");
       expect(outcomeOf(reached())).toBe("closed");
       const kept = reached()?.received ?? 0;
       expect(kept).toBeGreaterThan(0);
