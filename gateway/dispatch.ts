@@ -5,12 +5,13 @@ import { applyDeadline, type DeadlinePolicy } from "../kit/deadline.ts";
 import type { InFlight } from "../kit/in-flight.ts";
 import type { DualHandler } from "../kit/listener.ts";
 import type { Log } from "../kit/log.ts";
-import { pathOf } from "../kit/node-http.ts";
+import { failBodyOnReset, pathOf } from "../kit/node-http.ts";
 import { applyCors, type CorsPolicy, routeMethodsOf } from "./admission/cors.ts";
 import type { AdmitNative } from "./admission/native.ts";
 import { sendError } from "./http-error.ts";
 import type { ServeOps } from "./ops.ts";
 import type { RequestLog, Served } from "./request-log.ts";
+import { abortResponse } from "./rest/streaming.ts";
 import type { Transcoder } from "./rest/transcoder.ts";
 import { isTusPath, type TusHandler, tusMethodsOf } from "./rest/tus.ts";
 import type { RouteTable } from "./routing/route-table.ts";
@@ -116,6 +117,7 @@ export function createDispatch(parts: DispatchParts): DualHandler {
 
   return (req, res) => {
     const started = performance.now();
+    failBodyOnReset(req);
     const path = pathOf(req);
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && given !== "" ? given : randomUUID();
@@ -137,7 +139,7 @@ export function createDispatch(parts: DispatchParts): DualHandler {
     route(req, res, path, served).catch((err: unknown) => {
       log.error({ err, path }, "request failed");
       if (!res.headersSent) sendError(res, new ConnectError("internal error", Code.Internal));
-      else res.destroy();
+      else abortResponse(res);
     });
   };
 }

@@ -1,5 +1,8 @@
 import type { EventEmitter } from "node:events";
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import { addAbortSignal, type Duplex } from "node:stream";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 /** The part of an HTTP/1.1 or HTTP/2 (compat API) request that protomesh servers read. */
 export interface NodeRequest {
@@ -50,4 +53,35 @@ export function drainedOrClosed(stream: EventEmitter): Promise<void> {
     stream.once("drain", done);
     stream.once("close", done);
   });
+}
+
+/**
+ * Makes the body of a request fail when the client resets its HTTP/2 stream, as an HTTP/1.1
+ * body fails when its connection closes early. Node ends such a body as if it were complete: a
+ * client stream cut short would pass for a whole one.
+ */
+export function failBodyOnReset(req: IncomingMessage | Http2ServerRequest): void {
+  if (req.httpVersionMajor !== 2) return;
+  const request = req as Http2ServerRequest;
+  request.stream.once("aborted", () => {
+    // The error reaches whoever reads the body; the request itself has no one to tell.
+    request.on("error", () => {});
+    request.destroy(new ConnectError("the client cancelled the call", Code.Canceled));
+  });
+}
+
+/** Whether the client went away before the end of the request's body. */
+export function clientWentAway(req: IncomingMessage | Http2ServerRequest): boolean {
+  return req.aborted || !req.complete;
+}
+
+/**
+ * A function that resets an HTTP/2 stream with CANCEL at once. Http2Stream.close ends what the
+ * stream sends first (END_STREAM), then resets it: the peer would take a body cut short for a
+ * whole one. Destroying the stream with an AbortError resets it with CANCEL and nothing else.
+ */
+export function cancellerOf(stream: Duplex): () => void {
+  const controller = new AbortController();
+  addAbortSignal(controller.signal, stream);
+  return () => controller.abort();
 }

@@ -13,7 +13,7 @@ import { createInFlight } from "./in-flight.ts";
 import type { DualHandler } from "./listener.ts";
 import type { Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
-import { type NodeRequest, type NodeResponse, pathOf } from "./node-http.ts";
+import { failBodyOnReset, type NodeRequest, type NodeResponse, pathOf } from "./node-http.ts";
 import { createNulCheckInterceptor } from "./nul-check-interceptor.ts";
 import { createObserveInterceptor } from "./observe-interceptor.ts";
 import { registerReflection } from "./reflection.ts";
@@ -161,6 +161,7 @@ export function createServer(options: ServerOptions): Server {
       return;
     }
     applyDeadline(req.headers, path, deadline);
+    failBodyOnReset(req);
     if (!alwaysOpen(path)) {
       inFlight.enter();
       res.once("close", inFlight.leave);

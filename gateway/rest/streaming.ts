@@ -222,7 +222,10 @@ export async function relayUpload(
   res.end(JSON.stringify(bindResponse(route, fromBinary(method.output, response))));
 }
 
-async function lastMessageOf(messages: AsyncIterable<Uint8Array>): Promise<Uint8Array | undefined> {
+/** The last message of a stream (the answer of a client-streaming call), once it ends. */
+export async function lastMessageOf(
+  messages: AsyncIterable<Uint8Array>,
+): Promise<Uint8Array | undefined> {
   let last: Uint8Array | undefined;
   for await (const message of messages) last = message;
   return last;

@@ -15,6 +15,7 @@ import type { Authenticate } from "../../kit/auth/auth-interceptor.ts";
 import { methodPath } from "../../kit/call-policy.ts";
 import type { DeadlinePolicy } from "../../kit/deadline.ts";
 import type { Log } from "../../kit/log.ts";
+import { clientWentAway } from "../../kit/node-http.ts";
 import { addressOf, admit, clientKeyOf, type RateLimits } from "../admission/rate-limit.ts";
 import {
   type Exchange,
@@ -28,6 +29,7 @@ import {
 import { httpStatusOf, sendError } from "../http-error.ts";
 import type { ServiceUpstream } from "../upstream/service-upstream.ts";
 import { type CallOptions, responseMetadataOf } from "../upstream/upstream.ts";
+import { lastMessageOf } from "./streaming.ts";
 import {
   fileMetadataOf,
   formatUploadMetadata,
@@ -280,11 +282,11 @@ async function patchUpload(call: TusCall, id: string): Promise<void> {
   }
   stream.end();
   const response = await answer.catch((err: unknown) => {
-    if (req.complete) throw err;
+    if (!clientWentAway(req)) throw err;
     options.log.info({ err, id }, "the file service refused an interrupted tus upload's content");
     return undefined;
   });
-  if (!req.complete) {
+  if (clientWentAway(req)) {
     res.destroy();
     return;
   }
@@ -301,20 +303,14 @@ type AppendPayload = NonNullable<MessageInitShape<typeof AppendUploadRequestSche
 
 /**
  * The chunks of a request body until it ends, or until its client goes away: a body cut short
- * ends early rather than failing (see `req.complete`).
+ * ends early rather than failing (see clientWentAway).
  */
 async function* readUntilGone(req: GatewayRequest): AsyncGenerator<Buffer> {
   try {
     for await (const chunk of req) yield chunk as Buffer;
   } catch (err) {
-    if (req.complete) throw err;
+    if (!clientWentAway(req)) throw err;
   }
-}
-
-async function lastMessageOf(messages: AsyncIterable<Uint8Array>): Promise<Uint8Array | undefined> {
-  let last: Uint8Array | undefined;
-  for await (const message of messages) last = message;
-  return last;
 }
 
 function stringOf(req: GatewayRequest, name: string): string | undefined {

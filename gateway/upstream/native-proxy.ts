@@ -1,6 +1,7 @@
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Log } from "../../kit/log.ts";
+import { cancellerOf } from "../../kit/node-http.ts";
 import type { GatewayRequest, GatewayResponse } from "../exchange.ts";
 import { codeName, httpStatusOfCode } from "./connect-wire.ts";
 import type { ServiceUpstream } from "./service-upstream.ts";
@@ -109,8 +110,9 @@ export function createNativeProxy(options: NativeProxyOptions): NativeProxy {
     // Closed without response headers or an error (the client went away): no verdict.
     stream.once("close", () => done(false));
     // The client went away: cancel the upstream call rather than let it run to its deadline.
+    const cancel = cancellerOf(stream);
     res.once("close", () => {
-      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      if (!stream.closed) cancel();
     });
     req.pipe(stream);
     stream.on("response", (upstreamHeaders) => {

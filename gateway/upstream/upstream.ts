@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { markUnanswered } from "../../kit/balance/retryable.ts";
 import type { SessionKeeper } from "../../kit/balance/session-keeper.ts";
 import type { Log } from "../../kit/log.ts";
-import { drainedOrClosed } from "../../kit/node-http.ts";
+import { cancellerOf, drainedOrClosed } from "../../kit/node-http.ts";
 import { encodeMessage, errorOfResponse, readMessages } from "./connect-wire.ts";
 
 /** What an upstream call sends besides its messages. */
@@ -222,8 +222,10 @@ export function createUpstream(
   function stream(path: string, call: CallOptions): StreamCall {
     let failure: ConnectError | undefined;
     let stream: http2.ClientHttp2Stream | undefined;
+    let cancel = () => {};
     try {
       stream = open(path, call, "application/connect+proto");
+      cancel = cancellerOf(stream);
     } catch (err) {
       failure = markUnanswered(unavailable(err));
     }
@@ -231,7 +233,7 @@ export function createUpstream(
       if (failure !== undefined) return;
       failure = err;
       finish();
-      if (stream !== undefined && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      if (stream !== undefined && !stream.closed) cancel();
     };
     const finish = watchCall(call, fail);
 

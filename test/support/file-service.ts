@@ -4,7 +4,6 @@ import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll } from "vitest";
 import {
   type File,
   FileService,
@@ -14,6 +13,7 @@ import { loadConfig } from "../../kit/config.ts";
 import { type FileConfig, fileConfigSchema } from "../../services/file/config.ts";
 import { createFileServer, type FileServer } from "../../services/file/server.ts";
 import { createEmptyDatabase, dropDatabase } from "./database.ts";
+import { useStarted } from "./use-started.ts";
 import {
   signUpUsers,
   startUserService,
@@ -62,19 +62,7 @@ export interface UploadMetadataInit {
  * after them. The object returned stands for the running service from then on.
  */
 export function useFileService(env: Readonly<Record<string, string>> = {}): FileServiceUnderTest {
-  let started: FileServiceUnderTest | undefined;
-  beforeAll(async () => {
-    started = await startFileService(env);
-  });
-  afterAll(async () => {
-    await started?.close();
-  });
-  return new Proxy({} as FileServiceUnderTest, {
-    get(_, key) {
-      if (started === undefined) throw new Error("the file service is used before it started");
-      return Reflect.get(started, key);
-    },
-  });
+  return useStarted("the file service", () => startFileService(env));
 }
 
 /**

@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll } from "vitest";
 import { type MemberRole, type Project, TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
 import { loadConfig } from "../../kit/config.ts";
 import { type TaskConfig, taskConfigSchema } from "../../services/task/config.ts";
 import { createTaskServer, type TaskServer } from "../../services/task/server.ts";
 import { createEmptyDatabase, dropDatabase } from "./database.ts";
+import { useStarted } from "./use-started.ts";
 import {
   bearer,
   signUpUsers,
@@ -60,19 +60,7 @@ const adminEmail = "task-admin@example.com";
  * it after them. The object returned stands for the running service from then on.
  */
 export function useTaskService(env: Readonly<Record<string, string>> = {}): TaskServiceUnderTest {
-  let started: TaskServiceUnderTest | undefined;
-  beforeAll(async () => {
-    started = await startTaskService(env);
-  });
-  afterAll(async () => {
-    await started?.close();
-  });
-  return new Proxy({} as TaskServiceUnderTest, {
-    get(_, key) {
-      if (started === undefined) throw new Error("the task service is used before it started");
-      return Reflect.get(started, key);
-    },
-  });
+  return useStarted("the task service", () => startTaskService(env));
 }
 
 /**
