@@ -123,6 +123,8 @@ export function createDispatch(parts: DispatchParts): DualHandler {
     const requestId = typeof given === "string" && given !== "" ? given : randomUUID();
     req.headers["x-request-id"] = requestId;
     res.setHeader("x-request-id", requestId);
+    // No answer is ever sniffed into another type: a stored file cannot become a page.
+    res.setHeader("x-content-type-options", "nosniff");
     const served: Served = { kind: "rest" };
     inFlight.enter();
     // The one listener of the response: a request's end is counted, measured and logged here.

@@ -72,13 +72,14 @@ async function uploadRaw(
   query: Record<string, string>,
   body: Uint8Array,
   contentType = "application/octet-stream",
-): Promise<{ status: number; body: Record<string, unknown> }> {
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const res = await fetch(`${gateway.url}/v1/files?${new URLSearchParams(query)}`, {
     method: "POST",
     headers: { ...auth(user), "content-type": contentType },
     body,
   });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  const answer = (await res.json()) as Record<string, unknown>;
+  return { status: res.status, headers: res.headers, body: answer };
 }
 
 async function listFiles(user: keyof typeof tokens): Promise<RestFile[]> {
@@ -91,6 +92,7 @@ describe("uploading through the gateway", () => {
   it("takes a raw body with the metadata in the query, and a browser form", async () => {
     const content = randomBytes(1024 * 1024 + 3);
     const raw = await uploadRaw("alice", { "metadata.filename": "raw.bin" }, content);
+    expect(raw.headers.get("x-content-type-options")).toBe("nosniff");
     expect(raw.status).toBe(200);
     expect(raw.body).toMatchObject({
       filename: "raw.bin",
@@ -122,6 +124,7 @@ describe("uploading through the gateway", () => {
       randomBytes(maxFileBytes + 1),
     );
     expect(over.status).toBe(413);
+    expect(over.headers.get("x-content-type-options")).toBe("nosniff");
     expect(over.body).toMatchObject({
       code: 8,
       message: expect.stringMatching(/limit of 2097152/),

@@ -236,6 +236,55 @@ describe("a download", () => {
   });
 });
 
+describe("a signed download URL", () => {
+  /** DownloadSigned's request from a URL's path and query. */
+  const signedRequest = (url: string) => {
+    const parsed = new URL(url);
+    return {
+      id: parsed.pathname.split("/").at(-1) ?? "",
+      expires: BigInt(parsed.searchParams.get("expires") ?? "0"),
+      signature: parsed.searchParams.get("signature") ?? "",
+    };
+  };
+  const readSigned = async (request: ReturnType<typeof signedRequest>) => {
+    const chunks: Uint8Array[] = [];
+    for await (const body of svc.connect.downloadSigned(request)) chunks.push(body.data);
+    return Buffer.concat(chunks);
+  };
+
+  it("reads the file without a token until it expires, and not once altered", async () => {
+    const content = Buffer.from("signed content");
+    const file = await svc.upload(alice, { filename: "s.txt", contentType: "text/plain" }, content);
+    const { url, expireTime } = await svc.connect.createDownloadUrl(
+      { id: file.id, expiresInSeconds: 1 },
+      alice.call,
+    );
+    expect(url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:8080/v1/signed-files/${file.id}\\?`));
+    expect(Number(expireTime?.seconds)).toBeGreaterThan(Date.now() / 1000);
+    const request = signedRequest(url);
+    expect((await readSigned(request)).equals(content)).toBe(true);
+    await expectCode(
+      readSigned({ ...request, signature: `${request.signature.slice(0, -2)}AA` }),
+      Code.PermissionDenied,
+      /signature is not valid/,
+    );
+    await expectCode(
+      readSigned({ ...request, expires: request.expires + 100n }),
+      Code.PermissionDenied,
+      /signature is not valid/,
+    );
+    await vi.waitFor(() => expectCode(readSigned(request), Code.PermissionDenied, /has expired/), {
+      timeout: 5_000,
+      interval: 200,
+    });
+    await expectCode(
+      svc.connect.createDownloadUrl({ id: file.id, expiresInSeconds: -1 }, alice.call),
+      Code.InvalidArgument,
+      /expires_in_seconds must not be negative/,
+    );
+  });
+});
+
 describe("another user's file", () => {
   it("is NotFound in every RPC that takes its id, exactly as an unknown id is", async () => {
     const file = await svc.upload(alice, { filename: "secret.txt" }, Buffer.from("mine"));

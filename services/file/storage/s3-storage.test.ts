@@ -1,44 +1,14 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
-import { startFauxqs } from "fauxqs";
-import S3rver from "s3rver";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  listKeys,
+  type S3Server,
+  startFauxqsS3,
+  startS3rver,
+} from "../../../test/support/s3-servers.ts";
 import { createS3Storage } from "./s3-storage.ts";
 import type { FileStorage } from "./storage.ts";
 import { defineStorageContract, type StorageContractOptions } from "./storage-contract.ts";
-
-/** A running S3 REST server: where it listens, the credentials it takes, and how to stop it. */
-interface S3Server {
-  readonly endpoint: string;
-  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
-  stop(): Promise<void>;
-}
-
-async function startS3rver(): Promise<S3Server> {
-  const directory = await mkdtemp(join(tmpdir(), "protomesh-s3rver-"));
-  const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory });
-  const { port } = await server.run();
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    // The one account s3rver knows.
-    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-    async stop() {
-      await server.close();
-      await rm(directory, { recursive: true, force: true });
-    },
-  };
-}
-
-async function startFauxqsS3(): Promise<S3Server> {
-  const server = await startFauxqs({ port: 0, logger: false });
-  return {
-    endpoint: server.address,
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-    stop: () => server.stop(),
-  };
-}
 
 /**
  * Runs the storage contract against a server started for the file, each test with a bucket
@@ -89,20 +59,6 @@ function storageOn(server: S3Server, bucket: string): FileStorage {
     credentials: server.credentials,
     partSize: 5 * 1024 * 1024,
   });
-}
-
-/** Every key of the bucket, sorted. */
-async function listKeys(client: S3Client, bucket: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
-    );
-    for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
-    token = page.NextContinuationToken;
-  } while (token !== undefined);
-  return keys.sort();
 }
 
 defineAgainst("s3rver, which verifies no SigV4 signature", startS3rver, {
