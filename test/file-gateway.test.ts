@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { connect as connectTcp } from "node:net";
 import sharp from "sharp";
+import { Upload } from "tus-js-client";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createProcessDatabases } from "./support/database.ts";
 import { killAllProcesses, type StartedProcess, startProcess } from "./support/process.ts";
@@ -193,6 +194,48 @@ describe("uploading through the gateway", () => {
       const names = (await listFiles("alice")).map((f) => f.filename);
       expect(names).toEqual(["after.bin", ...before.map((f) => f.filename)]);
     });
+  });
+});
+
+describe("a resumable upload over tus", () => {
+  /** Runs a tus upload of `content` until it succeeds, or until `stopAt` bytes are sent. */
+  const tus = (content: Buffer, options: { uploadUrl?: string; stopAt?: number }) =>
+    new Promise<string>((resolve, reject) => {
+      const upload = new Upload(content, {
+        endpoint: `${gateway.url}/v1/tus/`,
+        ...(options.uploadUrl ? { uploadUrl: options.uploadUrl } : {}),
+        chunkSize: 512 * 1024,
+        retryDelays: [],
+        headers: auth("alice"),
+        metadata: { filename: "tus.bin", filetype: "application/octet-stream" },
+        onProgress(sent) {
+          if (options.stopAt !== undefined && sent >= options.stopAt) {
+            void upload.abort().then(() => resolve(upload.url ?? ""));
+          }
+        },
+        onSuccess: () => resolve(upload.url ?? ""),
+        onError: reject,
+      });
+      upload.start();
+    });
+
+  it("resumes after the client stops midway, into a file identical to the source", async () => {
+    const content = randomBytes(maxFileBytes - 5);
+    const url = await tus(content, { stopAt: 1024 * 1024 });
+    const tusHead = { ...auth("alice"), "tus-resumable": "1.0.0" };
+    const midway = await fetch(url, { method: "HEAD", headers: tusHead });
+    const offset = Number(midway.headers.get("upload-offset"));
+    expect(offset).toBeGreaterThan(0);
+    expect(offset).toBeLessThan(content.byteLength);
+    expect(midway.headers.get("file-id")).toBeNull();
+    expect(await tus(content, { uploadUrl: url })).toBe(url);
+    const done = await fetch(url, { method: "HEAD", headers: tusHead });
+    expect(done.headers.get("upload-offset")).toBe(String(content.byteLength));
+    const fileId = done.headers.get("file-id");
+    const stored = await fetch(`${gateway.url}/v1/files/${fileId}:download`, {
+      headers: auth("alice"),
+    });
+    expect(sha256(Buffer.from(await stored.arrayBuffer()))).toBe(sha256(content));
   });
 });
 

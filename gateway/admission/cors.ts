@@ -49,6 +49,7 @@ const allowedRequestHeaders: ReadonlySet<string> = new Set([
   "upload-length",
   "upload-metadata",
   "upload-offset",
+  "file-id",
 ]);
 
 // Response headers scripts may read beyond the CORS-safelisted ones (Fetch standard,

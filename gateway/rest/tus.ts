@@ -217,7 +217,7 @@ async function createUpload(call: TusCall): Promise<void> {
   const session = await unary(call, createUploadSession, {
     metadata: { ...metadata, sizeBytes: BigInt(size) },
   });
-  res.writeHead(201, { location: `${tusPrefix}/${session.id}`, ...expiresOf(session) });
+  res.writeHead(201, { location: `${tusPrefix}/${session.id}`, ...sessionHeadersOf(session) });
   res.end();
 }
 
@@ -231,7 +231,7 @@ async function headUpload(call: TusCall, id: string): Promise<void> {
   call.res.writeHead(200, {
     [tusHeader.uploadOffset]: String(session.offset),
     [tusHeader.uploadLength]: String(session.sizeBytes),
-    ...expiresOf(session),
+    ...sessionHeadersOf(session),
     ...(metadata === "" ? {} : { [tusHeader.uploadMetadata]: metadata }),
     "cache-control": "no-store",
   });
@@ -295,7 +295,10 @@ async function patchUpload(call: TusCall, id: string): Promise<void> {
   }
   const session = fromBinary(appendUpload.output, response);
   setHeaders(res, responseMetadataOf(await stream.headers));
-  res.writeHead(204, { [tusHeader.uploadOffset]: String(session.offset), ...expiresOf(session) });
+  res.writeHead(204, {
+    [tusHeader.uploadOffset]: String(session.offset),
+    ...sessionHeadersOf(session),
+  });
   res.end();
 }
 
@@ -319,9 +322,17 @@ function stringOf(req: GatewayRequest, name: string): string | undefined {
 }
 
 /** Upload-Expires, an HTTP date (tus 1.0, expiration extension), when the session has one. */
-function expiresOf(session: UploadSession): Record<string, string> {
-  if (session.expireTime === undefined) return {};
-  return { [tusHeader.uploadExpires]: timestampDate(session.expireTime).toUTCString() };
+/**
+ * What an answer says of a session besides its offset: when it expires, and, once complete, the
+ * id of the file it became (`File-Id`, not a tus header: how a client finds its file).
+ */
+function sessionHeadersOf(session: UploadSession): Record<string, string> {
+  return {
+    ...(session.expireTime === undefined
+      ? {}
+      : { [tusHeader.uploadExpires]: timestampDate(session.expireTime).toUTCString() }),
+    ...(session.file === undefined ? {} : { "file-id": session.file.id }),
+  };
 }
 
 // An HTTP/1.1 client may still be sending a body the gateway will not read: the connection
