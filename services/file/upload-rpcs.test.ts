@@ -177,14 +177,16 @@ describe("an upload", () => {
     );
   });
 
-  it("leaves nothing behind when its client goes away midway", async () => {
+  // Node's HTTP/2 client ends a stream it cancels before resetting it, so the service can only
+  // be sure with an announced size; the gateway resets without ending (test/file-gateway).
+  it("leaves nothing behind when a client that announced the size goes away midway", async () => {
     const before = await storedFiles();
     const filesBefore = (await svc.connect.listFiles({}, bob.call)).files.length;
     const abort = new AbortController();
     let sent = 0;
     const call = svc.connect.upload(
       (async function* () {
-        yield* uploadMessages({ filename: "cut.bin" }, Buffer.alloc(0));
+        yield* uploadMessages({ filename: "cut.bin", sizeBytes: 10_000_000n }, Buffer.alloc(0));
         for (;;) {
           yield { payload: { case: "chunk" as const, value: randomBytes(64 * 1024) } };
           sent += 1;

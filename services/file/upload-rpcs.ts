@@ -92,6 +92,11 @@ export function createUploadRpcs({ db, storage, jobs, quota }: RpcDeps): FileRpc
         throw err;
       }
       try {
+        // Node's HTTP/2 clients end a stream they cancel (END_STREAM), then reset it: the reset
+        // lands while the content is being committed. Only an announced size or digest makes
+        // an upload certain; without one, a reset seen by now still refuses it.
+        if (ctx.signal.aborted)
+          throw new ConnectError("the client cancelled the upload", Code.Canceled);
         const row = await db.fork().transactional(async (em) => {
           await reservation.settle(em);
           return recordFile(
