@@ -1,7 +1,8 @@
 // npm run bench: the cost of the gateway's REST hop against a direct call, nginx and a minimal
 // undici proxy; then a page of a large project's tasks on PostgreSQL, directly and through the
-// gateway; all in one run on this machine. The servers share one core, wrk loads them from
-// another; each process's CPU time per request comes from the kernel's accounting.
+// gateway; then a large file up and down through the gateway to the file service's stores,
+// against a bare Node.js server; all in one run on this machine. The servers share one core,
+// the load comes from another; each process's CPU time comes from the kernel's accounting.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { cpus, release, tmpdir } from "node:os";
@@ -10,7 +11,9 @@ import { z } from "zod";
 import { loadConfigOrExit } from "../kit/config.ts";
 import { coreBusyMicros, cpuMicros, cpuMicrosByPid, cpuMicrosUsed, pinToCore } from "./cpu.ts";
 import { summarizeProfile } from "./cpu-profile.ts";
-import { checkPrerequisites } from "./prerequisites.ts";
+import { formatFileTable, formatFileVerdicts, formatTransfer } from "./file-report.ts";
+import { runFileSuite } from "./file-setups.ts";
+import { checkPrerequisites, type Program } from "./prerequisites.ts";
 import {
   formatSample,
   formatTable,
@@ -22,6 +25,7 @@ import {
 } from "./report.ts";
 import {
   type BenchProcesses,
+  type LoadSuiteName,
   type Setup,
   type SetupName,
   type SetupOptions,
@@ -53,6 +57,7 @@ const benchConfigSchema = z.object({
     .url({ protocol: /^postgres(ql)?$/ })
     .default("postgres://postgres@127.0.0.1:5432/postgres"),
   BENCH_PROFILE_DIR: z.string().optional(),
+  BENCH_FILE_BYTES: count(1).default(1024 ** 3),
 });
 
 const usage = `Settings (environment variables):
@@ -65,7 +70,8 @@ const usage = `Settings (environment variables):
   BENCH_CONNECTIONS=32      wrk's keep-alive connections (fixed concurrency)
   BENCH_SETUPS=${setupNames.join(",")}
                             the setups to run: GetShelf four ways (the gateway's hop), then a
-                            page of 50 of a project's 100,000 tasks on PostgreSQL, two ways
+                            page of 50 of a project's 100,000 tasks on PostgreSQL, two ways,
+                            then a file up and down three ways
   BENCH_LOAD_CORE=0         the core wrk runs on
   BENCH_SERVER_CORE=1       the core the services and every proxy run on
   BENCH_ATTEMPTS=4          tries of a noisy phase (other work took over 5% of the servers'
@@ -74,12 +80,20 @@ const usage = `Settings (environment variables):
                             the PostgreSQL server of the tasks setups: a user who may create
                             databases; the bench makes its own and drops them at the end
   BENCH_PROFILE_DIR=<dir>   run the gateway under --cpu-prof, write its profile there and
-                            print its top functions (the profiler's cost is in the figures)`;
+                            print its top functions (the profiler's cost is in the figures)
+  BENCH_FILE_BYTES=1073741824
+                            the size of the file of the file setups (1 GiB)`;
 
 const config = loadConfigOrExit("bench", benchConfigSchema, usage);
+const chosen = (suite: SuiteName) => suites[suite].some((n) => config.BENCH_SETUPS.includes(n));
+// The file suite loads its setups itself; the others run wrk, and the nginx setup nginx.
+const programs: Program[] = [
+  ...(chosen("hop") || chosen("tasks") ? (["wrk"] as const) : []),
+  ...(config.BENCH_SETUPS.includes("nginx") ? (["nginx"] as const) : []),
+];
 let tools: ReturnType<typeof checkPrerequisites>;
 try {
-  tools = checkPrerequisites([config.BENCH_LOAD_CORE, config.BENCH_SERVER_CORE]);
+  tools = checkPrerequisites([config.BENCH_LOAD_CORE, config.BENCH_SERVER_CORE], programs);
 } catch (err) {
   process.stderr.write(`${(err as Error).message}\n`);
   process.exit(1);
@@ -103,13 +117,14 @@ process.once("exit", () => rmSync(scratch, { recursive: true, force: true }));
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => void stopRunningSuites().finally(() => process.exit(130)));
 }
-const starters: Record<SuiteName, (options: SetupOptions) => Promise<BenchProcesses>> = {
+const starters: Record<LoadSuiteName, (options: SetupOptions) => Promise<BenchProcesses>> = {
   hop: startHopSetups,
   tasks: startTaskSetups,
 };
 const titles: Record<SuiteName, string> = {
   hop: "The gateway's REST hop: GetShelf four ways",
   tasks: "Listing tasks: 50 of a project's 100,000, on PostgreSQL",
+  file: "Files: one up and down through a bare server and the file service's two stores",
 };
 let failed = false;
 const counted: Sample[] = [];
@@ -117,6 +132,10 @@ for (const suite of Object.keys(suites) as SuiteName[]) {
   const names = suites[suite].filter((name) => config.BENCH_SETUPS.includes(name));
   if (names.length === 0) continue;
   console.log(`== ${titles[suite]}\n`);
+  if (suite === "file") {
+    await runFile(names);
+    continue;
+  }
   const earlierProfiles = profileDir === undefined ? new Set<string>() : profilesIn(profileDir);
   const samples = await runSuite(suite, names);
   counted.push(...samples);
@@ -134,24 +153,44 @@ if (noisy > 0) {
 if (failed) console.log("Some requests failed (see ERRORS above): the figures are not valid.");
 process.exit(failed ? 1 : 0);
 
+/** Where a suite's processes run and what they are given. */
+function setupOptions(names: readonly SetupName[]): SetupOptions {
+  return {
+    names,
+    core: config.BENCH_SERVER_CORE,
+    connections: config.BENCH_CONNECTIONS,
+    dir: scratch,
+    ...(tools.nginx === undefined ? {} : { nginxBinary: tools.nginx }),
+    databaseUrl: config.BENCH_DATABASE_URL,
+    ...(profileDir === undefined
+      ? {}
+      : { gatewayNodeOptions: `--cpu-prof --cpu-prof-dir=${profileDir}` }),
+  };
+}
+
+/** Sends the file through each chosen file setup and back, then prints the table and verdicts. */
+async function runFile(names: readonly SetupName[]): Promise<void> {
+  const measurements = await runFileSuite(
+    {
+      ...setupOptions(names),
+      fileBytes: config.BENCH_FILE_BYTES,
+      loadCore: config.BENCH_LOAD_CORE,
+    },
+    (measurement) => console.log(formatTransfer(measurement)),
+  );
+  console.log(`\n${formatFileTable(measurements)}\n`);
+  const found = formatFileVerdicts(measurements);
+  if (found !== "") console.log(`${found}\n`);
+}
+
 /**
  * Starts a suite's processes, measures its setups in turns, round after round, and stops the
  * processes again; the phase of each setup and round that counts.
  */
-async function runSuite(suite: SuiteName, names: readonly SetupName[]): Promise<Sample[]> {
+async function runSuite(suite: LoadSuiteName, names: readonly SetupName[]): Promise<Sample[]> {
   let processes: BenchProcesses | undefined;
   try {
-    processes = await starters[suite]({
-      names,
-      core: config.BENCH_SERVER_CORE,
-      connections: config.BENCH_CONNECTIONS,
-      dir: scratch,
-      nginxBinary: tools.nginx,
-      databaseUrl: config.BENCH_DATABASE_URL,
-      ...(profileDir === undefined
-        ? {}
-        : { gatewayNodeOptions: `--cpu-prof --cpu-prof-dir=${profileDir}` }),
-    });
+    processes = await starters[suite](setupOptions(names));
     if (config.BENCH_START_WARMUP_SECONDS > 0) {
       for (const setup of processes.setups) {
         await runWrk({ ...loadOf(setup), seconds: config.BENCH_START_WARMUP_SECONDS });
@@ -220,18 +259,37 @@ async function measure(setup: Setup, processes: BenchProcesses, round: number): 
 
 function printMachine(): void {
   const model = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
-  const nginx = spawnSync(tools.nginx, ["-v"], { encoding: "utf8" }).stderr.trim();
-  const wrk = spawnSync("wrk", ["-v"], { encoding: "utf8" }).stdout.split("\n")[0]?.trim();
+  const versions = [process.version];
+  if (tools.nginx !== undefined) {
+    versions.push(spawnSync(tools.nginx, ["-v"], { encoding: "utf8" }).stderr.trim());
+  }
+  const loaded = programs.includes("wrk");
+  if (loaded) {
+    versions.push(
+      spawnSync("wrk", ["-v"], { encoding: "utf8" }).stdout.split("\n")[0]?.trim() ?? "",
+    );
+  }
   console.log(
     [
       `machine: ${cpus().length} cores, ${model ?? "unknown CPU"}, Linux ${release()}`,
-      `node ${process.version}, ${nginx}, ${wrk}`,
-      `wrk: 1 thread, ${config.BENCH_CONNECTIONS} keep-alive connections on core ` +
-        `${config.BENCH_LOAD_CORE}; services and proxies on core ${config.BENCH_SERVER_CORE}; ` +
-        "PostgreSQL wherever the kernel runs it",
-      `first ${config.BENCH_START_WARMUP_SECONDS} s of warm-up per setup; then each round: ` +
-        `${config.BENCH_WARMUP_SECONDS} s warm-up, ${config.BENCH_SECONDS} s measured, ` +
-        `per setup; ${config.BENCH_ROUNDS} round(s)`,
+      `node ${versions.join(", ")}`,
+      ...(loaded
+        ? [
+            `wrk: 1 thread, ${config.BENCH_CONNECTIONS} keep-alive connections on core ` +
+              `${config.BENCH_LOAD_CORE}; services and proxies on core ` +
+              `${config.BENCH_SERVER_CORE}; PostgreSQL wherever the kernel runs it`,
+            `first ${config.BENCH_START_WARMUP_SECONDS} s of warm-up per setup; then each ` +
+              `round: ${config.BENCH_WARMUP_SECONDS} s warm-up, ${config.BENCH_SECONDS} s ` +
+              `measured, per setup; ${config.BENCH_ROUNDS} round(s)`,
+          ]
+        : []),
+      ...(chosen("file")
+        ? [
+            `files: ${config.BENCH_FILE_BYTES} bytes up and down once per setup, the client and ` +
+              `the S3 server on core ${config.BENCH_LOAD_CORE}, the servers on core ` +
+              `${config.BENCH_SERVER_CORE}`,
+          ]
+        : []),
       "",
     ].join("\n"),
   );

@@ -4,8 +4,12 @@ import { delimiter, join } from "node:path";
 
 /** Where the programs the bench runs besides Node are; wrk and taskset are run from PATH. */
 export interface Tools {
-  readonly nginx: string;
+  /** Found when asked for. */
+  readonly nginx?: string;
 }
+
+/** A program the chosen setups need besides taskset, which every setup does. */
+export type Program = "nginx" | "wrk";
 
 // Each program with the Debian package that installs it; nginx is often in an sbin directory
 // outside a user's PATH.
@@ -16,10 +20,10 @@ const required = [
 ] as const;
 
 /**
- * Finds nginx, wrk and taskset and checks for Linux with at least two cores (one for the load
- * generator, one for the servers); throws one message that says what to install.
+ * Finds taskset and the programs asked for, and checks for Linux with at least two cores (one
+ * for the load generator, one for the servers); throws one message that says what to install.
  */
-export function checkPrerequisites(cores: readonly number[]): Tools {
+export function checkPrerequisites(cores: readonly number[], programs: readonly Program[]): Tools {
   const problems: string[] = [];
   if (process.platform !== "linux" || !existsSync("/proc/self/stat")) {
     problems.push("the bench reads CPU time from /proc and pins processes: it runs on Linux only");
@@ -35,6 +39,7 @@ export function checkPrerequisites(cores: readonly number[]): Tools {
   const missing: string[] = [];
   const packages: string[] = [];
   for (const { name, debian, extraDirs } of required) {
+    if (name !== "taskset" && !programs.includes(name)) continue;
     const path = findExecutable(name, extraDirs);
     if (path !== undefined) {
       found[name] = path;
@@ -50,7 +55,7 @@ export function checkPrerequisites(cores: readonly number[]): Tools {
     );
   }
   if (problems.length > 0) throw new Error(`npm run bench cannot run:\n  ${problems.join("\n  ")}`);
-  return { nginx: found.nginx ?? "" };
+  return found.nginx === undefined ? {} : { nginx: found.nginx };
 }
 
 /** The first executable of that name on PATH or else in `extraDirs`. */

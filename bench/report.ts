@@ -141,7 +141,17 @@ export function formatTable(summaries: readonly SetupSummary[]): string {
     "server core µs/req",
     ...(withDatabase ? ["database CPU µs/req"] : []),
   ];
-  // Padded as Biome formats Markdown: the first column left-aligned, the figures right-aligned.
+  return formatMarkdownTable(header, rows);
+}
+
+/**
+ * A Markdown table padded as Biome formats Markdown: the first column left-aligned, the
+ * figures right-aligned.
+ */
+export function formatMarkdownTable(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
   const widths = header.map((_, i) => Math.max(...[header, ...rows].map((r) => r[i]?.length ?? 0)));
   const pad = (cell: string, i: number) =>
     i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0);

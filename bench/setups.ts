@@ -9,16 +9,20 @@ import { fetchOnce, type LoadRequest } from "./wrk.ts";
  * The bench's setups by suite, each suite's in the order a round runs them. The hop suite makes
  * the same GetShelf call four ways, with the gateway between the two setups its targets compare
  * it with; the tasks suite lists a page of a large project's tasks directly and through the
- * gateway.
+ * gateway; the file suite uploads and downloads one large file through a bare Node.js server
+ * and through the gateway to the file service's two stores.
  */
 export const suites = {
   hop: ["direct", "gateway", "undici", "nginx"],
   tasks: ["tasks-direct", "tasks-gateway"],
+  file: ["file-baseline", "file-local", "file-s3"],
 } as const;
 /** One of the bench's suites: a set of setups that share their processes. */
 export type SuiteName = keyof typeof suites;
+/** A suite that wrk loads with one request over and over. */
+export type LoadSuiteName = Exclude<SuiteName, "file">;
 /** Every setup of every suite, in the order the bench runs them. */
-export const setupNames = [...suites.hop, ...suites.tasks] as const;
+export const setupNames = [...suites.hop, ...suites.tasks, ...suites.file] as const;
 /** One of the bench's setups. */
 export type SetupName = (typeof setupNames)[number];
 
@@ -30,6 +34,9 @@ export const setupLabels: Readonly<Record<SetupName, string>> = {
   undici: "(d) REST through minimal undici proxy",
   "tasks-direct": "(a) direct: Connect JSON to the task service",
   "tasks-gateway": "(b) REST through the gateway",
+  "file-baseline": "(a) bare node:http server to a file",
+  "file-local": "(b) gateway and file service, local store",
+  "file-s3": "(c) gateway and file service, S3 store (s3rver)",
 };
 
 /** A setup ready to be loaded: what wrk sends it, and which process proxies the requests. */
@@ -59,7 +66,8 @@ export interface SetupOptions {
   readonly connections: number;
   /** A scratch directory (nginx's configuration and temp paths, the services' data). */
   readonly dir: string;
-  readonly nginxBinary: string;
+  /** nginx, found when the nginx setup is chosen. */
+  readonly nginxBinary?: string;
   /** The PostgreSQL server the tasks suite makes its scratch databases on. */
   readonly databaseUrl: string;
   /** Node options of the gateway process only, such as --cpu-prof. */
@@ -83,10 +91,10 @@ export async function stopRunningSuites(): Promise<void> {
 }
 
 /** Starts a suite's processes with `start`, and stops those already started if it throws. */
-export async function startSuite(
+export async function startSuite<Started>(
   options: SetupOptions,
-  start: (context: SuiteContext) => Promise<Omit<BenchProcesses, "stop">>,
-): Promise<BenchProcesses> {
+  start: (context: SuiteContext) => Promise<Started>,
+): Promise<Started & { stop(): Promise<void> }> {
   const stops: (() => Promise<unknown>)[] = [];
   let stopped: Promise<void> | undefined;
   // Once only, whoever asks first: the run, its error path or a signal.
@@ -171,6 +179,7 @@ async function startSetup(
       return { name, url: gateway.url + rest, proxyPid: gateway.pid };
     }
     case "nginx": {
+      if (options.nginxBinary === undefined) throw new Error("the nginx setup needs nginx");
       const nginx = await startNginx({
         binary: options.nginxBinary,
         dir: options.dir,

@@ -6,6 +6,7 @@ import { taskEntities } from "../services/task/entities.ts";
 import { taskMigrations } from "../services/task/migrations.ts";
 import { seedTasks } from "../services/task/seed.ts";
 import { connectPostgres } from "./database.ts";
+import { restCall, signUp } from "./rest-calls.ts";
 import {
   type BenchProcesses,
   gatewayEnv,
@@ -86,37 +87,6 @@ export function startTaskSetups(options: SetupOptions): Promise<BenchProcesses> 
       databasePids: () => postgres.backendPids(taskDatabase),
     };
   });
-}
-
-/** Registers a user and logs them in over the gateway's REST routes. */
-async function signUp(gatewayUrl: string): Promise<{ id: string; accessToken: string }> {
-  const account = { email: `bench-${process.pid}@example.com`, password: "bench-password-1" };
-  const { id } = (await restCall(gatewayUrl, "/v1/auth/register", "", {
-    ...account,
-    displayName: "Bench",
-  })) as { id: string };
-  const { accessToken } = (await restCall(gatewayUrl, "/v1/auth/login", "", account)) as {
-    accessToken: string;
-  };
-  return { id, accessToken };
-}
-
-/** POSTs a JSON body to a REST route of the gateway; the answer's JSON, or an error. */
-async function restCall(
-  gatewayUrl: string,
-  path: string,
-  authorization: string,
-  body: unknown,
-): Promise<unknown> {
-  const answer = await fetchOnce({
-    url: gatewayUrl + path,
-    postBody: JSON.stringify(body),
-    ...(authorization === "" ? {} : { headers: { authorization } }),
-  });
-  if (answer.status !== 200) {
-    throw new Error(`POST ${path} answered ${answer.status} ${answer.text}`);
-  }
-  return answer.body;
 }
 
 /**
