@@ -80,7 +80,8 @@ const usage = `Settings (environment variables):
                             the PostgreSQL server of the tasks setups: a user who may create
                             databases; the bench makes its own and drops them at the end
   BENCH_PROFILE_DIR=<dir>   run the gateway under --cpu-prof, write its profile there and
-                            print its top functions (the profiler's cost is in the figures)
+                            print its top functions (the profiler's cost is in the figures);
+                            of the file suite's two gateways, the last one's
   BENCH_FILE_BYTES=1073741824
                             the size of the file of the file setups (1 GiB)`;
 
@@ -132,18 +133,18 @@ for (const suite of Object.keys(suites) as SuiteName[]) {
   const names = suites[suite].filter((name) => config.BENCH_SETUPS.includes(name));
   if (names.length === 0) continue;
   console.log(`== ${titles[suite]}\n`);
+  const earlierProfiles = profileDir === undefined ? new Set<string>() : profilesIn(profileDir);
   if (suite === "file") {
     await runFile(names);
-    continue;
+  } else {
+    const samples = await runSuite(suite, names);
+    counted.push(...samples);
+    // In the table, in the order of their letters, as the names sort: (a) direct … (d) undici.
+    const summaries = summarize(samples, [...names].sort());
+    console.log(`\nMedians of ${config.BENCH_ROUNDS} round(s):\n\n${formatTable(summaries)}\n`);
+    const found = verdicts(samples);
+    if (found.length > 0) console.log(`${formatVerdicts(found)}\n`);
   }
-  const earlierProfiles = profileDir === undefined ? new Set<string>() : profilesIn(profileDir);
-  const samples = await runSuite(suite, names);
-  counted.push(...samples);
-  // In the table, in the order of their letters, as the names sort: (a) direct … (d) undici.
-  const summaries = summarize(samples, [...names].sort());
-  console.log(`\nMedians of ${config.BENCH_ROUNDS} round(s):\n\n${formatTable(summaries)}\n`);
-  const found = verdicts(samples);
-  if (found.length > 0) console.log(`${formatVerdicts(found)}\n`);
   if (profileDir !== undefined) printProfile(profileDir, earlierProfiles);
 }
 const noisy = counted.filter((s) => noiseOf(s) > 1).length;
