@@ -57,7 +57,7 @@ export async function upload(request: TransferRequest, size: number): Promise<Tr
   const settle = () => {
     settled = true;
   };
-  answered.then(settle, settle);
+  void answered.then(settle, settle);
   for (const chunk of generatedContent(size)) {
     if (settled) break;
     hash.update(chunk);
