@@ -1,7 +1,7 @@
 import { constants, Http2ServerResponse } from "node:http2";
 import type { DescMessage, Message } from "@bufbuild/protobuf";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { reflect } from "@bufbuild/protobuf/reflect";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import busboy from "busboy";
 import type { HttpBody } from "../../gen/google/api/httpbody_pb.ts";
@@ -182,9 +182,9 @@ export async function relayUpload(
           Code.ResourceExhausted,
         );
       }
-      const message = reflect(method.input, create(method.input));
-      message.set(chunkField, chunk as Buffer);
-      await stream.send(toBinary(method.input, message.message));
+      const bytes = chunk as Buffer;
+      // A message with only the bytes field set: its key and length, then the chunk as it is.
+      await stream.send(lengthDelimitedKey(chunkField.number, bytes.byteLength), bytes);
     }
   };
   let response: Uint8Array | undefined;
@@ -291,4 +291,9 @@ function relayForm(
 
 function invalid(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
+}
+
+/** The key (field number, wire type 2) and length that precede a length-delimited field. */
+function lengthDelimitedKey(fieldNumber: number, length: number): Uint8Array {
+  return new BinaryWriter().tag(fieldNumber, WireType.LengthDelimited).uint32(length).finish();
 }

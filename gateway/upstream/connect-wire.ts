@@ -1,6 +1,5 @@
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import {
   codeFromHttpStatus,
   codeToHttpStatus,
@@ -14,20 +13,25 @@ import {
 // is the one module that uses connect-es's protocol helpers, which it marks internal (outside
 // semantic versioning): connect-wire.test.ts pins what the gateway relies on.
 
+// Connect's enveloped messages: one flags byte, a 32-bit big-endian length, the message.
+const compressedFlag = 0b1;
+const envelopeHeaderBytes = 5;
+
 /** The Connect name of a code ("not_found"), as error bodies and WebSocket frames carry it. */
 export const codeName: (code: Code) => string = codeToString;
 
 /** The HTTP status a Connect error of this code answers with. */
 export const httpStatusOfCode: (code: Code) => number = codeToHttpStatus;
 
-/** One message of a Connect stream, enveloped: no flags, its length, its bytes. */
-export function encodeMessage(message: Uint8Array): Uint8Array {
-  return encodeEnvelope(0, message);
+/**
+ * The envelope header of a message of `length` bytes in a Connect stream (no flags, the
+ * length): written before the message's bytes, it spares copying them into an envelope.
+ */
+export function envelopeHeaderOf(length: number): Uint8Array {
+  const header = new Uint8Array(envelopeHeaderBytes);
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
 }
-
-// Connect's enveloped messages: one flags byte, a 32-bit big-endian length, the message.
-const compressedFlag = 0b1;
-const envelopeHeaderBytes = 5;
 
 /**
  * Splits a byte stream into enveloped messages; throws ResourceExhausted past `max` bytes.

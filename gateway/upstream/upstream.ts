@@ -4,7 +4,7 @@ import { markUnanswered } from "../../kit/balance/retryable.ts";
 import type { SessionKeeper } from "../../kit/balance/session-keeper.ts";
 import type { Log } from "../../kit/log.ts";
 import { cancellerOf, drainedOrClosed } from "../../kit/node-http.ts";
-import { encodeMessage, errorOfResponse, readMessages } from "./connect-wire.ts";
+import { envelopeHeaderOf, errorOfResponse, readMessages } from "./connect-wire.ts";
 
 /** What an upstream call sends besides its messages. */
 export interface CallOptions {
@@ -28,8 +28,11 @@ export interface UnaryResult {
  * ways.
  */
 export interface StreamCall {
-  /** Sends one encoded request message; resolves once the upstream can take more. */
-  send(message: Uint8Array): Promise<void>;
+  /**
+   * Sends one encoded request message, given whole or as parts that make it up in order (a
+   * large field's bytes then go out without a copy); resolves once the upstream can take more.
+   */
+  send(...message: Uint8Array[]): Promise<void>;
   /** Ends the request side: the upstream has every message. */
   end(): void;
   /** Resolves with the response headers; rejects with the call's error if it fails first. */
@@ -274,9 +277,15 @@ export function createUpstream(
     }
 
     return {
-      async send(message) {
+      async send(...parts) {
         if (live === undefined || failure !== undefined) throw failure;
-        if (!live.write(encodeMessage(message))) await drainedOrClosed(live);
+        let length = 0;
+        for (const part of parts) length += part.byteLength;
+        live.cork();
+        let room = live.write(envelopeHeaderOf(length));
+        for (const part of parts) room = live.write(part);
+        live.uncork();
+        if (!room) await drainedOrClosed(live);
         if (failure !== undefined) throw failure;
         if (live.closed) throw unavailable("stream closed");
       },
