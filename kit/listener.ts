@@ -49,6 +49,13 @@ export const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const h2Preface = Buffer.from(http2Preface);
 
 /**
+ * HTTP/2 flow-control window of each stream this process receives on (the session's is twice
+ * that): how much a peer may send ahead of what has been read. HTTP/2's default, 64 KiB, holds
+ * a stream of large messages to one window per round trip.
+ */
+export const http2WindowBytes = 1024 * 1024;
+
+/**
  * Creates the listener every protomesh process uses, so that one port accepts gRPC (HTTP/2),
  * Connect and gRPC-Web (either version) and plain HTTP/1.1 for health and metrics, within
  * `limits` (by default the server settings' defaults).
@@ -65,11 +72,15 @@ export function createDualListener(
   });
   if (upgrade !== undefined) h1.on("upgrade", upgrade);
   h1.on("clientError", clientErrors.onClientError);
-  const h2 = http2.createServer({ maxSessionMemory: 32 }, handle);
+  const h2 = http2.createServer(
+    { maxSessionMemory: 32, settings: { initialWindowSize: http2WindowBytes } },
+    handle,
+  );
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    session.setLocalWindowSize(2 * http2WindowBytes);
     guardHttp2Session(session, limits);
   });
   const sockets = new Set<net.Socket>();

@@ -5,6 +5,7 @@
 // that copies every header object; the gateway opens its streams synchronously from a raw header
 // list on its hot path, so both it and the services' balanced transport use this one instead.
 import http2 from "node:http2";
+import { http2WindowBytes } from "../listener.ts";
 import type { Log } from "../log.ts";
 import { markRefused } from "./retryable.ts";
 
@@ -64,7 +65,8 @@ export function createSessionKeeper(
   let current: Kept | undefined;
 
   function connect(): Kept {
-    const session = http2.connect(baseUrl);
+    const session = http2.connect(baseUrl, { settings: { initialWindowSize: http2WindowBytes } });
+    session.once("connect", () => session.setLocalWindowSize(2 * http2WindowBytes));
     // A session with no streams must not keep the process alive.
     session.unref();
     const forget = () => {
