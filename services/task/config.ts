@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 import { authConfigShape } from "../../kit/auth/remote-verifier.ts";
 import { resilienceConfigShape } from "../../kit/balance/policy.ts";
 import { millisSchema, serverConfigSchema } from "../../kit/config.ts";
@@ -8,7 +8,9 @@ import { databaseConfigShape } from "../../kit/db/database.ts";
 export const taskConfigSchema = serverConfigSchema(50052).extend({
   ...authConfigShape,
   ...databaseConfigShape,
-  // Calls to the user service: balancing, breaker and retries, like the gateway's.
+  /** The file service's instances when discovery is static (no CONSUL_HTTP_ADDR). */
+  FILE_SERVICE_URL: z.url().default("http://127.0.0.1:50053"),
+  // Calls to the user and file services: balancing, breaker and retries, like the gateway's.
   ...resilienceConfigShape,
   /** How long the answer to "does this user exist?" is remembered. */
   USER_LOOKUP_CACHE_MS: millisSchema.default(30_000),

@@ -15,6 +15,7 @@ import {
   TaskSchema,
   TaskStatus,
 } from "../../gen/protomesh/task/v1/task_pb.ts";
+import type { StoredAttachment } from "./attachments.ts";
 import type {
   ActivityRow,
   CommentRow,
@@ -90,13 +91,14 @@ export function memberToProto(row: MemberRow): Member {
   });
 }
 
-/** What a task carries beside its own row: its assignees and tags, in their order. */
+/** What a task carries beside its own row: its assignees, tags and attachments, in order. */
 export interface TaskLinks {
   readonly assigneeIds: readonly string[];
   readonly tags: readonly string[];
+  readonly attachments: readonly StoredAttachment[];
 }
 
-/** The API form of a task with its assignees and tags. */
+/** The API form of a task with its assignees, tags and attachments. */
 export function taskToProto(row: TaskRow, links: TaskLinks): Task {
   return create(TaskSchema, {
     id: row.id,
@@ -108,6 +110,13 @@ export function taskToProto(row: TaskRow, links: TaskLinks): Task {
     ...(row.dueAt ? { dueTime: timestampFromDate(row.dueAt) } : {}),
     assigneeIds: [...links.assigneeIds],
     tags: [...links.tags],
+    attachmentIds: links.attachments.map((a) => a.fileId),
+    attachments: links.attachments.map((a) => ({
+      fileId: a.fileId,
+      filename: a.filename,
+      sizeBytes: BigInt(a.sizeBytes),
+      contentType: a.contentType,
+    })),
     commentCount: row.commentCount,
     createdBy: row.createdBy,
     updatedBy: row.updatedBy,

@@ -110,6 +110,26 @@ export const TaskTag = defineEntity({
   },
 });
 
+/**
+ * A file attached to a task, at a position in the task's list, with the file's metadata as the
+ * file service gave it when it was attached: a page of tasks shows it without calling there.
+ */
+export const TaskAttachment = defineEntity({
+  name: "TaskAttachment",
+  tableName: "task_attachment",
+  properties: {
+    taskId: p.manyToOne(Task).mapToPk().fieldName("task_id").primary(),
+    fileId: p.uuid().primary(),
+    filename: p.text(),
+    sizeBytes: p.bigint("number"),
+    contentType: p.text(),
+    position: p.smallint(),
+  },
+});
+
+/** An attachment as loaded from the database. */
+export type AttachmentRow = InferEntity<typeof TaskAttachment>;
+
 /** A comment on a task. */
 export const Comment = defineEntity({
   name: "Comment",
@@ -164,6 +184,7 @@ export const taskEntities = [
   TaskAssignee,
   Tag,
   TaskTag,
+  TaskAttachment,
   Comment,
   Activity,
 ];

@@ -78,7 +78,7 @@ describe("ExportTasks", () => {
     expect(Math.max(...sizes)).toBeLessThan(256 * 1024);
     const rows = parseCsv(text);
     expect(rows[0]?.join(",")).toBe(
-      "id,title,description,status,priority,due_time,assignee_ids,tags,created_by,create_time,update_time",
+      "id,title,description,status,priority,due_time,assignee_ids,tags,attachments,created_by,create_time,update_time",
     );
     expect(rows).toHaveLength(1 + 2 + 2345);
     expect(new Set(rows.slice(1).map((r) => r[0])).size).toBe(2347);
@@ -91,6 +91,7 @@ describe("ExportTasks", () => {
       "2031-01-02T03:04:05.000Z",
       `${owner.id};${viewer.id}`,
       "a,b;c",
+      "",
       owner.id,
       expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
       expect.stringMatching(/Z$/),

@@ -119,6 +119,7 @@ export const taskColumns: readonly Column<{ task: TaskRow; links: TaskLinks }>[]
   ["due_time", ({ task }) => task.dueAt?.toISOString() ?? ""],
   ["assignee_ids", ({ links }) => links.assigneeIds.join(";")],
   ["tags", ({ links }) => csvText(links.tags.join(";"))],
+  ["attachments", ({ links }) => csvText(links.attachments.map((a) => a.filename).join(";"))],
   ["created_by", ({ task }) => task.createdBy],
   ["create_time", ({ task }) => task.createdAt.toISOString()],
   ["update_time", ({ task }) => task.updatedAt.toISOString()],
@@ -143,7 +144,7 @@ const headerOf = <R>(columns: readonly Column<R>[]) => columns.map(([name]) => n
 const recordOf = <R>(columns: readonly Column<R>[], row: R) =>
   csvRecord(columns.map(([, field]) => field(row)));
 
-/** The CSV records of a batch of tasks, with their assignees and tags (two more queries). */
+/** The CSV records of a batch of tasks, with their assignees, tags and attachments (three more queries). */
 async function taskRecords(em: SqlEntityManager, tasks: TaskRow[]): Promise<string[]> {
   const linksOf = await loadLinks(
     em,

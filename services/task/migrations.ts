@@ -100,8 +100,24 @@ class CreateProjects extends Migration {
   }
 }
 
+class CreateTaskAttachments extends Migration {
+  override async up(): Promise<void> {
+    // The primary key's leading task_id serves the page's one query and the cascade.
+    this.addSql(`create table task_attachment (
+      task_id uuid not null references task (id) on delete cascade,
+      file_id uuid not null,
+      filename text not null,
+      size_bytes bigint not null check (size_bytes >= 0),
+      content_type text not null,
+      position smallint not null,
+      primary key (task_id, file_id)
+    )`);
+  }
+}
+
 /** The task service's schema, in order: the toolkit's tables, then its own. */
 export const taskMigrations: readonly MigrationEntry[] = [
   ...serverSecretMigrations,
   { name: "task-0001-projects", class: CreateProjects },
+  { name: "task-0002-attachments", class: CreateTaskAttachments },
 ];

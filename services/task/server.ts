@@ -1,4 +1,5 @@
 import { createClient, type ServiceImpl } from "@connectrpc/connect";
+import { FileService } from "../../gen/protomesh/file/v1/file_pb.ts";
 import { TaskService } from "../../gen/protomesh/task/v1/task_pb.ts";
 import { UserService } from "../../gen/protomesh/user/v1/user_pb.ts";
 import { createAuthInterceptor } from "../../kit/auth/auth-interceptor.ts";
@@ -42,7 +43,8 @@ export interface TaskServer extends Runnable {
 /**
  * Builds the task service: opens and migrates its database, and wires projects, members,
  * tasks, comments, statistics, the activity log and the exports behind token verification.
- * Users are looked up in the user service through its generated client.
+ * Users are looked up in the user service, and attached files in the file service, through
+ * their generated clients.
  */
 export async function createTaskServer({
   config,
@@ -55,21 +57,28 @@ export async function createTaskServer({
     log,
   });
   const pageTokens = createPageTokens(await loadServerSecret(db, "page-tokens"));
-  // The user service's instances, from the registry (USER_SERVICE_URL, or Consul), called
-  // with the gateway's balancing, breaker and retries.
-  const registry = openRegistry(config, log, { [UserService.typeName]: config.USER_SERVICE_URL });
-  const policy = resiliencePolicyOf(config);
-  const userTransport = createBalancedTransport({
-    service: UserService.typeName,
-    registry,
-    policy,
-    defaultTimeoutMs: config.DEFAULT_DEADLINE_MS,
-    log,
+  // The user and file services' instances, from the registry (USER_SERVICE_URL and
+  // FILE_SERVICE_URL, or Consul), called with the gateway's balancing, breaker and retries.
+  const registry = openRegistry(config, log, {
+    [UserService.typeName]: config.USER_SERVICE_URL,
+    [FileService.typeName]: config.FILE_SERVICE_URL,
   });
+  const policy = resiliencePolicyOf(config);
+  const transportTo = (service: string) =>
+    createBalancedTransport({
+      service,
+      registry,
+      policy,
+      defaultTimeoutMs: config.DEFAULT_DEADLINE_MS,
+      log,
+    });
+  const userTransport = transportTo(UserService.typeName);
+  const fileTransport = transportTo(FileService.typeName);
   const users = createUserDirectory(createClient(UserService, userTransport), {
     ttlMs: config.USER_LOOKUP_CACHE_MS,
   });
-  const deps = { db, users, pageTokens, clock };
+  const files = createClient(FileService, fileTransport);
+  const deps = { db, users, files, pageTokens, clock };
   // Typed as the whole service, so that an RPC left out fails to compile.
   const rpcs: ServiceImpl<typeof TaskService> = {
     ...createProjectRpcs(deps),
@@ -95,6 +104,7 @@ export async function createTaskServer({
     async close() {
       await server.close();
       userTransport.close();
+      fileTransport.close();
       verifier.close();
       registry.close();
       await db.close();

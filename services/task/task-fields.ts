@@ -7,7 +7,7 @@ import { priorityFromProto, statusFromProto } from "./convert.ts";
 import { ProjectMember, type StoredStatus } from "./entities.ts";
 import type { UserDirectory } from "./user-directory.ts";
 import {
-  checkAssigneeIds,
+  checkIds,
   checkPriority,
   checkStatus,
   checkTags,
@@ -25,6 +25,7 @@ export const updatableTaskFields = [
   "due_time",
   "assignee_ids",
   "tags",
+  "attachment_ids",
 ] as const;
 
 /** One field a caller may set. */
@@ -39,6 +40,7 @@ export interface TaskValues {
   dueAt?: Date | null;
   assigneeIds?: string[];
   tags?: string[];
+  attachmentIds?: string[];
 }
 
 /** Reads and checks the given fields of a task from a request; InvalidArgument saying why. */
@@ -51,8 +53,13 @@ export function readTaskValues(task: Task, fields: ReadonlySet<TaskField>): Task
   if (fields.has("status")) values.status = statusFromProto(checkStatus(task.status));
   if (fields.has("priority")) values.priority = priorityFromProto(checkPriority(task.priority));
   if (fields.has("due_time")) values.dueAt = task.dueTime ? timestampDate(task.dueTime) : null;
-  if (fields.has("assignee_ids")) values.assigneeIds = checkAssigneeIds(task.assigneeIds);
+  if (fields.has("assignee_ids")) {
+    values.assigneeIds = checkIds(task.assigneeIds, "assignee_ids", "users");
+  }
   if (fields.has("tags")) values.tags = checkTags(task.tags);
+  if (fields.has("attachment_ids")) {
+    values.attachmentIds = checkIds(task.attachmentIds, "attachment_ids", "files");
+  }
   return values;
 }
 

@@ -1,13 +1,14 @@
 import { randomUUID } from "node:crypto";
 import type { SqlEntityManager } from "@mikro-orm/postgresql";
+import type { StoredAttachment } from "./attachments.ts";
 import type { TaskLinks } from "./convert.ts";
-import { Tag, TaskAssignee, TaskTag } from "./entities.ts";
+import { Tag, TaskAssignee, TaskAttachment, TaskTag } from "./entities.ts";
 
-const noLinks: TaskLinks = { assigneeIds: [], tags: [] };
+const noLinks: TaskLinks = { assigneeIds: [], tags: [], attachments: [] };
 
 /**
- * The assignees and tags of some tasks, each list in its stored order: two queries however
- * many tasks there are, so a page of tasks never costs a query per task.
+ * The assignees, tags and attachments of some tasks, each list in its stored order: three
+ * queries however many tasks there are, so a page of tasks never costs a query per task.
  */
 export async function loadLinks(
   em: SqlEntityManager,
@@ -15,7 +16,7 @@ export async function loadLinks(
 ): Promise<(taskId: string) => TaskLinks> {
   if (taskIds.length === 0) return () => noLinks;
   const ids = [...taskIds];
-  // One after the other: inside a transaction both would share one connection.
+  // One after the other: inside a transaction they would share one connection.
   const assignees = await em.find(
     TaskAssignee,
     { taskId: { $in: ids } },
@@ -34,17 +35,28 @@ export async function loadLinks(
     .orderBy({ position: "asc" })
     // Raw rows, keyed by column: the join's columns belong to no one entity.
     .execute<{ task_id: string; name: string }[]>("all", false);
-  const links = new Map<string, { assigneeIds: string[]; tags: string[] }>();
+  const attachments = await em.find(
+    TaskAttachment,
+    { taskId: { $in: ids } },
+    { orderBy: { position: "asc" }, disableIdentityMap: true },
+  );
+  const links = new Map<
+    string,
+    { assigneeIds: string[]; tags: string[]; attachments: StoredAttachment[] }
+  >();
   const linksOf = (taskId: string) => {
     let found = links.get(taskId);
     if (found === undefined) {
-      found = { assigneeIds: [], tags: [] };
+      found = { assigneeIds: [], tags: [], attachments: [] };
       links.set(taskId, found);
     }
     return found;
   };
   for (const a of assignees) linksOf(a.taskId).assigneeIds.push(a.userId);
   for (const t of tags) linksOf(t.task_id).tags.push(t.name);
+  for (const { taskId, fileId, filename, sizeBytes, contentType } of attachments) {
+    linksOf(taskId).attachments.push({ fileId, filename, sizeBytes, contentType });
+  }
   return (taskId) => links.get(taskId) ?? noLinks;
 }
 
@@ -88,5 +100,19 @@ export async function saveTags(
   await em.insertMany(
     TaskTag,
     names.map((name, position) => ({ taskId: task.id, tagId: idOf.get(name) ?? "", position })),
+  );
+}
+
+/** Replaces a task's attachments, with the metadata each had when it was attached. */
+export async function saveAttachments(
+  em: SqlEntityManager,
+  task: { readonly id: string },
+  attachments: readonly StoredAttachment[],
+): Promise<void> {
+  await em.nativeDelete(TaskAttachment, { taskId: task.id });
+  if (attachments.length === 0) return;
+  await em.insertMany(
+    TaskAttachment,
+    attachments.map((attachment, position) => ({ taskId: task.id, ...attachment, position })),
   );
 }

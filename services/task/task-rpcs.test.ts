@@ -115,7 +115,7 @@ describe("a task", () => {
     await expectCode(
       create({ title: "ok", assigneeIds: ["nope"] }),
       Code.InvalidArgument,
-      /assignee_ids must be a UUID/,
+      /assignee_ids\[0\] must be a UUID/,
     );
     await expectCode(
       create({ title: "ok", assigneeIds: [owner.id, owner.id] }),

@@ -7,6 +7,7 @@ import { requireIdentity } from "../../kit/auth/identity.ts";
 import { parseUuid } from "../../kit/uuid.ts";
 import { authorize, findTask, holdOpen } from "./access.ts";
 import { changedFields, recordActivity } from "./activity.ts";
+import { resolveAttachments, type StoredAttachment } from "./attachments.ts";
 import { type TaskLinks, taskToProto } from "./convert.ts";
 import { Task, type TaskRow } from "./entities.ts";
 import { lockForChange } from "./locking.ts";
@@ -17,13 +18,14 @@ import {
   type TaskValues,
   updatableTaskFields,
 } from "./task-fields.ts";
-import { loadLinks, saveAssignees, saveTags } from "./task-links.ts";
+import { loadLinks, saveAssignees, saveAttachments, saveTags } from "./task-links.ts";
 import { fieldsToUpdate } from "./validation.ts";
 
 /** Creating, reading, updating and deleting single tasks. */
 export function createTaskRpcs({
   db,
   users,
+  files,
   clock,
 }: RpcDeps): TaskRpcs<"createTask" | "getTask" | "updateTask" | "deleteTask"> {
   return {
@@ -33,8 +35,13 @@ export function createTaskRpcs({
       const em = db.fork();
       await authorize(em, caller, projectId, "write");
       const values = readTaskValues(req.task ?? create(TaskSchema), new Set(updatableTaskFields));
-      const links: TaskLinks = { assigneeIds: values.assigneeIds ?? [], tags: values.tags ?? [] };
-      await checkAssignees(em, users, projectId, links.assigneeIds, ctx);
+      const assigneeIds = values.assigneeIds ?? [];
+      await checkAssignees(em, users, projectId, assigneeIds, ctx);
+      const links: TaskLinks = {
+        assigneeIds,
+        tags: values.tags ?? [],
+        attachments: await resolveAttachments(files, values.attachmentIds ?? [], [], ctx),
+      };
       const now = clock();
       const row: TaskRow = {
         id: randomUUID(),
@@ -60,6 +67,7 @@ export function createTaskRpcs({
           await tx.flush();
           await saveAssignees(tx, row, links.assigneeIds);
           await saveTags(tx, row, links.tags);
+          await saveAttachments(tx, row, links.attachments);
           recordActivity(tx, {
             projectId,
             actorId: caller.userId,
@@ -89,13 +97,23 @@ export function createTaskRpcs({
       const { projectId } = await findTask(em, id, ctx, "write");
       const values = readTaskValues(input, fields);
       if (values.assigneeIds) await checkAssignees(em, users, projectId, values.assigneeIds, ctx);
+      // Asked before the transaction, which holds no lock while the file service answers.
+      const attachments =
+        values.attachmentIds === undefined
+          ? undefined
+          : await resolveAttachments(
+              files,
+              values.attachmentIds,
+              (await loadLinks(em, [id]))(id).attachments,
+              ctx,
+            );
       return write(projectId, () =>
         em.transactional(async (tx) => {
           await holdOpen(tx, projectId);
           const row = await lockForChange<TaskRow>(tx, Task, "task", id, input.etag);
           const links = (await loadLinks(tx, [id]))(id);
           const before = taskToProto(row, links);
-          const next = applyValues(row, links, values, clock());
+          const next = applyValues(row, links, { ...values, attachments }, clock());
           const changes = changedFields(
             TaskSchema,
             before,
@@ -107,6 +125,7 @@ export function createTaskRpcs({
           tx.assign(row, { ...next.row, version: row.version + 1, updatedBy: caller.userId });
           if (values.assigneeIds) await saveAssignees(tx, row, next.links.assigneeIds);
           if (values.tags) await saveTags(tx, row, next.links.tags);
+          if (attachments) await saveAttachments(tx, row, attachments);
           recordActivity(tx, {
             projectId,
             actorId: caller.userId,
@@ -129,7 +148,7 @@ export function createTaskRpcs({
       await em.transactional(async (tx) => {
         await holdOpen(tx, projectId);
         await lockForChange<TaskRow>(tx, Task, "task", id, req.etag);
-        // Comments, assignments and tag links go with it (on delete cascade).
+        // Comments, assignments, tag links and attachments go with it (on delete cascade).
         await tx.nativeDelete(Task, { id });
         recordActivity(tx, {
           projectId,
@@ -149,7 +168,7 @@ export function createTaskRpcs({
 function applyValues(
   row: TaskRow,
   links: TaskLinks,
-  values: TaskValues,
+  values: TaskValues & { readonly attachments?: readonly StoredAttachment[] | undefined },
   now: Date,
 ): { row: TaskRow; links: TaskLinks } {
   const status = values.status ?? row.status;
@@ -171,6 +190,7 @@ function applyValues(
     links: {
       assigneeIds: values.assigneeIds ?? links.assigneeIds,
       tags: values.tags ?? links.tags,
+      attachments: values.attachments ?? links.attachments,
     },
   };
 }

@@ -1,13 +1,9 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-
-const passedThrough = [Code.Unauthenticated, Code.DeadlineExceeded, Code.Canceled];
+import { failedOnBehalf, type OnBehalfOptions, onBehalfOf } from "./on-behalf.ts";
 
 /** The one user-service call the directory makes (the generated client's GetUser). */
 export interface UserLookup {
-  getUser(
-    request: { id: string },
-    options: { headers: Headers; signal: AbortSignal; timeoutMs?: number },
-  ): Promise<unknown>;
+  getUser(request: { id: string }, options: OnBehalfOptions): Promise<unknown>;
 }
 
 /** Which users exist, as the user service says, remembered for a short while. */
@@ -48,30 +44,12 @@ export function createUserDirectory(
   }
 
   async function ask(id: string, ctx: HandlerContext): Promise<boolean> {
-    const headers = new Headers();
-    for (const name of ["authorization", "traceparent", "tracestate"]) {
-      const value = ctx.requestHeader.get(name);
-      if (value !== null) headers.set(name, value);
-    }
-    const timeoutMs = ctx.timeoutMs();
     try {
-      await users.getUser(
-        { id },
-        { headers, signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) },
-      );
+      await users.getUser({ id }, onBehalfOf(ctx));
       return true;
     } catch (err) {
-      const error = ConnectError.from(err);
-      if (error.code === Code.NotFound) return false;
-      throw new ConnectError(
-        `could not look up user ${id} in the user service: ${error.rawMessage}`,
-        // The caller's token and deadline keep their codes; whatever else went wrong there
-        // is the user service being unavailable to us.
-        passedThrough.includes(error.code) ? error.code : Code.Unavailable,
-        undefined,
-        undefined,
-        err,
-      );
+      if (ConnectError.from(err).code === Code.NotFound) return false;
+      throw failedOnBehalf(`could not look up user ${id} in the user service`, err);
     }
   }
 

@@ -14,7 +14,8 @@ export const limits = {
   query: 200,
   tag: 50,
   tags: 20,
-  assignees: 20,
+  /** Assignees or attachments of one task. */
+  ids: 20,
 } as const;
 
 // Characters are code points: an emoji is one character, as a user counts it.
@@ -56,14 +57,15 @@ export function checkRole(role: MemberRole): MemberRole {
   return role;
 }
 
-/** Assignee ids: UUIDs, at most 20, no duplicates. */
-export function checkAssigneeIds(ids: readonly string[]): string[] {
-  if (ids.length > limits.assignees) {
-    throw invalid(`assignee_ids must hold at most ${limits.assignees} users`);
-  }
-  const parsed = ids.map((id) => parseUuid(id, "assignee_ids"));
+/**
+ * A list of ids (assignee_ids, attachment_ids): UUIDs, at most 20, no duplicates; `noun` says
+ * what they name.
+ */
+export function checkIds(ids: readonly string[], field: string, noun: string): string[] {
+  if (ids.length > limits.ids) throw invalid(`${field} must hold at most ${limits.ids} ${noun}`);
+  const parsed = ids.map((id, i) => parseUuid(id, `${field}[${i}]`));
   const duplicate = parsed.find((id, i) => parsed.indexOf(id) !== i);
-  if (duplicate !== undefined) throw invalid(`assignee_ids lists ${duplicate} twice`);
+  if (duplicate !== undefined) throw invalid(`${field} lists ${duplicate} twice`);
   return parsed;
 }
 

@@ -68,12 +68,14 @@ export function useFileService(env: Readonly<Record<string, string>> = {}): File
 /**
  * Starts a user service and a file service in this process, each with a fresh database (on the
  * real PostgreSQL server when TEST_DATABASE_URL is set, else PGlite); the files go to a local
- * directory unless `env` says otherwise.
+ * directory unless `env` says otherwise. Given `users`, the file service trusts that running
+ * user service instead, and leaves it running when closed.
  */
 export async function startFileService(
   env: Readonly<Record<string, string>> = {},
+  shared: { readonly users?: UserServiceUnderTest } = {},
 ): Promise<FileServiceUnderTest> {
-  const users = await startUserService({ LOGIN_REQUIRE_VERIFIED_EMAIL: "false" });
+  const users = shared.users ?? (await startUserService({ LOGIN_REQUIRE_VERIFIED_EMAIL: "false" }));
   const dataDir = await mkdtemp(join(tmpdir(), "protomesh-file-test-"));
   const databaseUrl = await createEmptyDatabase();
   const config = loadConfig(fileConfigSchema, {
@@ -103,7 +105,7 @@ export async function startFileService(
     },
     async close() {
       await service.close();
-      await users.close();
+      if (shared.users === undefined) await users.close();
       if (databaseUrl) await dropDatabase(databaseUrl);
       await rm(dataDir, { recursive: true, force: true });
     },

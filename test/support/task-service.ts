@@ -8,6 +8,7 @@ import { loadConfig } from "../../kit/config.ts";
 import { type TaskConfig, taskConfigSchema } from "../../services/task/config.ts";
 import { createTaskServer, type TaskServer } from "../../services/task/server.ts";
 import { createEmptyDatabase, dropDatabase } from "./database.ts";
+import { type FileServiceUnderTest, startFileService } from "./file-service.ts";
 import { useStarted } from "./use-started.ts";
 import {
   bearer,
@@ -26,11 +27,16 @@ export type TaskClient = Client<typeof TaskService>;
 
 export type { TestUser };
 
-/** The task service in-process, on its own port and database, with a user service beside it. */
+/**
+ * The task service in-process, on its own port and database, with a user service and a file
+ * service (which trusts that user service) beside it.
+ */
 export interface TaskServiceUnderTest {
   readonly config: TaskConfig;
   readonly service: TaskServer;
   readonly users: UserServiceUnderTest;
+  /** Where the task service finds the files users attach. */
+  readonly files: FileServiceUnderTest;
   readonly baseUrl: string;
   /** The Connect protocol with JSON bodies over HTTP/1.1. */
   readonly connect: TaskClient;
@@ -64,8 +70,8 @@ export function useTaskService(env: Readonly<Record<string, string>> = {}): Task
 }
 
 /**
- * Starts a user service and a task service in this process, each with a fresh database (on
- * the real PostgreSQL server when TEST_DATABASE_URL is set, else PGlite).
+ * Starts a user service, a file service and a task service in this process, each with a fresh
+ * database (on the real PostgreSQL server when TEST_DATABASE_URL is set, else PGlite).
  */
 export async function startTaskService(
   env: Readonly<Record<string, string>> = {},
@@ -75,6 +81,7 @@ export async function startTaskService(
     ADMIN_EMAIL: adminEmail,
     LOGIN_REQUIRE_VERIFIED_EMAIL: "false",
   });
+  const files = await startFileService({}, { users });
   const dataDir = await mkdtemp(join(tmpdir(), "protomesh-task-test-"));
   const databaseUrl = await createEmptyDatabase();
   const config = loadConfig(taskConfigSchema, {
@@ -83,6 +90,7 @@ export async function startTaskService(
     DATA_DIR: dataDir,
     DATABASE_URL: databaseUrl,
     USER_SERVICE_URL: users.baseUrl,
+    FILE_SERVICE_URL: files.baseUrl,
     LOG_LEVEL: "silent",
     ...env,
   });
@@ -106,6 +114,7 @@ export async function startTaskService(
     config,
     service,
     users,
+    files,
     baseUrl,
     connect,
     grpc: createClient(TaskService, createGrpcTransport({ baseUrl })),
@@ -148,6 +157,7 @@ export async function startTaskService(
     },
     async close() {
       await service.close();
+      await files.close();
       await users.close();
       if (databaseUrl) await dropDatabase(databaseUrl);
       await rm(dataDir, { recursive: true, force: true });

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file protomesh/task/v1/task.proto.
  */
 export const file_protomesh_task_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Chxwcm90b21lc2gvdGFzay92MS90YXNrLnByb3RvEhFwcm90b21lc2gudGFzay52MSLMAQoHUHJvamVjdBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCGFyY2hpdmVkGAQgASgIEhAKCG93bmVyX2lkGAUgASgJEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgIIAEoCSKLAQoGTWVtYmVyEhIKCnByb2plY3RfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIrCgRyb2xlGAMgASgOMh0ucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyUm9sZRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirQMKBFRhc2sSCgoCaWQYASABKAkSEgoKcHJvamVjdF9pZBgCIAEoCRINCgV0aXRsZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRItCgZzdGF0dXMYBSABKA4yHS5wcm90b21lc2gudGFzay52MS5UYXNrU3RhdHVzEjEKCHByaW9yaXR5GAYgASgOMh8ucHJvdG9tZXNoLnRhc2sudjEuVGFza1ByaW9yaXR5EiwKCGR1ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhc3NpZ25lZV9pZHMYCCADKAkSDAoEdGFncxgJIAMoCRIVCg1jb21tZW50X2NvdW50GAogASgFEhIKCmNyZWF0ZWRfYnkYCyABKAkSEgoKdXBkYXRlZF9ieRgMIAEoCRIvCgtjcmVhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGV0YWcYDyABKAkieAoHQ29tbWVudBIKCgJpZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhEKCWF1dGhvcl9pZBgDIAEoCRIMCgRib2R5GAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJDChRDcmVhdGVQcm9qZWN0UmVxdWVzdBIrCgdwcm9qZWN0GAEgASgLMhoucHJvdG9tZXNoLnRhc2sudjEuUHJvamVjdCJTChNMaXN0UHJvamVjdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhUKDXNob3dfYXJjaGl2ZWQYAyABKAgiXQoUTGlzdFByb2plY3RzUmVzcG9uc2USLAoIcHJvamVjdHMYASADKAsyGi5wcm90b21lc2gudGFzay52MS5Qcm9qZWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIfChFHZXRQcm9qZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSJ0ChRVcGRhdGVQcm9qZWN0UmVxdWVzdBIrCgdwcm9qZWN0GAEgASgLMhoucHJvdG9tZXNoLnRhc2sudjEuUHJvamVjdBIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siMAoURGVsZXRlUHJvamVjdFJlcXVlc3QSCgoCaWQYASABKAkSDAoEZXRhZxgCIAEoCSJRChBBZGRNZW1iZXJSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkSKQoGbWVtYmVyGAIgASgLMhkucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyIk8KEkxpc3RNZW1iZXJzUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKE0xpc3RNZW1iZXJzUmVzcG9uc2USKgoHbWVtYmVycxgBIAMoCzIZLnByb3RvbWVzaC50YXNrLnYxLk1lbWJlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiZwoTVXBkYXRlTWVtYmVyUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKwoEcm9sZRgDIAEoDjIdLnByb3RvbWVzaC50YXNrLnYxLk1lbWJlclJvbGUiOgoTUmVtb3ZlTWVtYmVyUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiTgoRQ3JlYXRlVGFza1JlcXVlc3QSEgoKcHJvamVjdF9pZBgBIAEoCRIlCgR0YXNrGAIgASgLMhcucHJvdG9tZXNoLnRhc2sudjEuVGFzayK8AgoQTGlzdFRhc2tzUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEi8KCHN0YXR1c2VzGAQgAygOMh0ucHJvdG9tZXNoLnRhc2sudjEuVGFza1N0YXR1cxITCgthc3NpZ25lZV9pZBgFIAEoCRILCgN0YWcYBiABKAkSLgoKZHVlX2JlZm9yZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZHVlX2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVxdWVyeRgJIAEoCRIQCghvcmRlcl9ieRgKIAEoCRIaChJpbmNsdWRlX3RvdGFsX3NpemUYCyABKAgiaAoRTGlzdFRhc2tzUmVzcG9uc2USJgoFdGFza3MYASADKAsyFy5wcm90b21lc2gudGFzay52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJImsKEVVwZGF0ZVRhc2tSZXF1ZXN0EiUKBHRhc2sYASABKAsyFy5wcm90b21lc2gudGFzay52MS5UYXNrEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayItChFEZWxldGVUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRldGFnGAIgASgJIlQKFENyZWF0ZUNvbW1lbnRSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSKwoHY29tbWVudBgCIAEoCzIaLnByb3RvbWVzaC50YXNrLnYxLkNvbW1lbnQiTQoTTGlzdENvbW1lbnRzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIl0KFExpc3RDb21tZW50c1Jlc3BvbnNlEiwKCGNvbW1lbnRzGAEgAygLMhoucHJvdG9tZXNoLnRhc2sudjEuQ29tbWVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOwoWR2V0UHJvamVjdFN0YXRzUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEg0KBXdlZWtzGAIgASgFIuUBCgxQcm9qZWN0U3RhdHMSEgoKcHJvamVjdF9pZBgBIAEoCRI1Cg1zdGF0dXNfY291bnRzGAIgAygLMh4ucHJvdG9tZXNoLnRhc2sudjEuU3RhdHVzQ291bnQSOQoPYXNzaWduZWVfY291bnRzGAMgAygLMiAucHJvdG9tZXNoLnRhc2sudjEuQXNzaWduZWVDb3VudBIVCg1vdmVyZHVlX2NvdW50GAQgASgDEjgKEmNvbXBsZXRlZF9wZXJfd2VlaxgFIAMoCzIcLnByb3RvbWVzaC50YXNrLnYxLldlZWtDb3VudCJLCgtTdGF0dXNDb3VudBItCgZzdGF0dXMYASABKA4yHS5wcm90b21lc2gudGFzay52MS5UYXNrU3RhdHVzEg0KBWNvdW50GAIgASgDIjMKDUFzc2lnbmVlQ291bnQSEwoLYXNzaWduZWVfaWQYASABKAkSDQoFY291bnQYAiABKAMiSgoJV2Vla0NvdW50Ei4KCndlZWtfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWNvdW50GAIgASgDIigKEkV4cG9ydFRhc2tzUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJIt0BCg1BY3Rpdml0eUVudHJ5EgoKAmlkGAEgASgJEhIKCnByb2plY3RfaWQYAiABKAkSEAoIYWN0b3JfaWQYAyABKAkSFAoMc3ViamVjdF90eXBlGAQgASgJEhIKCnN1YmplY3RfaWQYBSABKAkSDgoGYWN0aW9uGAYgASgJEi8KB2NoYW5nZXMYByADKAsyHi5wcm90b21lc2gudGFzay52MS5GaWVsZENoYW5nZRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoLRmllbGRDaGFuZ2USDQoFZmllbGQYASABKAkSDgoGYmVmb3JlGAIgASgJEg0KBWFmdGVyGAMgASgJIlAKE0xpc3RBY3Rpdml0eVJlcXVlc3QSEgoKcHJvamVjdF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJiChRMaXN0QWN0aXZpdHlSZXNwb25zZRIxCgdlbnRyaWVzGAEgAygLMiAucHJvdG9tZXNoLnRhc2sudjEuQWN0aXZpdHlFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKwoVRXhwb3J0QWN0aXZpdHlSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkqcAoKTWVtYmVyUm9sZRIbChdNRU1CRVJfUk9MRV9VTlNQRUNJRklFRBAAEhUKEU1FTUJFUl9ST0xFX09XTkVSEAESFgoSTUVNQkVSX1JPTEVfRURJVE9SEAISFgoSTUVNQkVSX1JPTEVfVklFV0VSEAMqjQEKClRhc2tTdGF0dXMSGwoXVEFTS19TVEFUVVNfVU5TUEVDSUZJRUQQABIUChBUQVNLX1NUQVRVU19UT0RPEAESGwoXVEFTS19TVEFUVVNfSU5fUFJPR1JFU1MQAhIUChBUQVNLX1NUQVRVU19ET05FEAMSGQoVVEFTS19TVEFUVVNfQ0FOQ0VMTEVEEAQqkAEKDFRhc2tQcmlvcml0eRIdChlUQVNLX1BSSU9SSVRZX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19QUklPUklUWV9MT1cQARIYChRUQVNLX1BSSU9SSVRZX01FRElVTRACEhYKElRBU0tfUFJJT1JJVFlfSElHSBADEhgKFFRBU0tfUFJJT1JJVFlfVVJHRU5UEAQyhxUKC1Rhc2tTZXJ2aWNlEnkKDUNyZWF0ZVByb2plY3QSJy5wcm90b21lc2gudGFzay52MS5DcmVhdGVQcm9qZWN0UmVxdWVzdBoaLnByb3RvbWVzaC50YXNrLnYxLlByb2plY3QiI8rzGAIQAYLT5JMCFzoHcHJvamVjdCIML3YxL3Byb2plY3RzEn4KDExpc3RQcm9qZWN0cxImLnByb3RvbWVzaC50YXNrLnYxLkxpc3RQcm9qZWN0c1JlcXVlc3QaJy5wcm90b21lc2gudGFzay52MS5MaXN0UHJvamVjdHNSZXNwb25zZSIdkAIByvMYAhABgtPkkwIOEgwvdjEvcHJvamVjdHMScgoKR2V0UHJvamVjdBIkLnByb3RvbWVzaC50YXNrLnYxLkdldFByb2plY3RSZXF1ZXN0GhoucHJvdG9tZXNoLnRhc2sudjEuUHJvamVjdCIikAIByvMYAhABgtPkkwITEhEvdjEvcHJvamVjdHMve2lkfRKJAQoNVXBkYXRlUHJvamVjdBInLnByb3RvbWVzaC50YXNrLnYxLlVwZGF0ZVByb2plY3RSZXF1ZXN0GhoucHJvdG9tZXNoLnRhc2sudjEuUHJvamVjdCIzkAICyvMYAhABgtPkkwIkOgdwcm9qZWN0MhkvdjEvcHJvamVjdHMve3Byb2plY3QuaWR9EnQKDURlbGV0ZVByb2plY3QSJy5wcm90b21lc2gudGFzay52MS5EZWxldGVQcm9qZWN0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIikAICyvMYAhABgtPkkwITKhEvdjEvcHJvamVjdHMve2lkfRKEAQoJQWRkTWVtYmVyEiMucHJvdG9tZXNoLnRhc2sudjEuQWRkTWVtYmVyUmVxdWVzdBoZLnByb3RvbWVzaC50YXNrLnYxLk1lbWJlciI3yvMYAhABgtPkkwIrOgZtZW1iZXIiIS92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vbWVtYmVycxKQAQoLTGlzdE1lbWJlcnMSJS5wcm90b21lc2gudGFzay52MS5MaXN0TWVtYmVyc1JlcXVlc3QaJi5wcm90b21lc2gudGFzay52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlIjKQAgHK8xgCEAGC0+STAiMSIS92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vbWVtYmVycxKSAQoMVXBkYXRlTWVtYmVyEiYucHJvdG9tZXNoLnRhc2sudjEuVXBkYXRlTWVtYmVyUmVxdWVzdBoZLnByb3RvbWVzaC50YXNrLnYxLk1lbWJlciI/kAICyvMYAhABgtPkkwIwOgEqMisvdjEvcHJvamVjdHMve3Byb2plY3RfaWR9L21lbWJlcnMve3VzZXJfaWR9EowBCgxSZW1vdmVNZW1iZXISJi5wcm90b21lc2gudGFzay52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IjyQAgLK8xgCEAGC0+STAi0qKy92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vbWVtYmVycy97dXNlcl9pZH0SgAEKCkNyZWF0ZVRhc2sSJC5wcm90b21lc2gudGFzay52MS5DcmVhdGVUYXNrUmVxdWVzdBoXLnByb3RvbWVzaC50YXNrLnYxLlRhc2siM8rzGAIQAYLT5JMCJzoEdGFzayIfL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS90YXNrcxKIAQoJTGlzdFRhc2tzEiMucHJvdG9tZXNoLnRhc2sudjEuTGlzdFRhc2tzUmVxdWVzdBokLnByb3RvbWVzaC50YXNrLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIjCQAgHK8xgCEAGC0+STAiESHy92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vdGFza3MSZgoHR2V0VGFzaxIhLnByb3RvbWVzaC50YXNrLnYxLkdldFRhc2tSZXF1ZXN0GhcucHJvdG9tZXNoLnRhc2sudjEuVGFzayIfkAIByvMYAhABgtPkkwIQEg4vdjEvdGFza3Mve2lkfRJ3CgpVcGRhdGVUYXNrEiQucHJvdG9tZXNoLnRhc2sudjEuVXBkYXRlVGFza1JlcXVlc3QaFy5wcm90b21lc2gudGFzay52MS5UYXNrIiqQAgLK8xgCEAGC0+STAhs6BHRhc2syEy92MS90YXNrcy97dGFzay5pZH0SawoKRGVsZXRlVGFzaxIkLnByb3RvbWVzaC50YXNrLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5Ih+QAgLK8xgCEAGC0+STAhAqDi92MS90YXNrcy97aWR9EokBCg1DcmVhdGVDb21tZW50EicucHJvdG9tZXNoLnRhc2sudjEuQ3JlYXRlQ29tbWVudFJlcXVlc3QaGi5wcm90b21lc2gudGFzay52MS5Db21tZW50IjPK8xgCEAGC0+STAic6B2NvbW1lbnQiHC92MS90YXNrcy97dGFza19pZH0vY29tbWVudHMSjgEKDExpc3RDb21tZW50cxImLnByb3RvbWVzaC50YXNrLnYxLkxpc3RDb21tZW50c1JlcXVlc3QaJy5wcm90b21lc2gudGFzay52MS5MaXN0Q29tbWVudHNSZXNwb25zZSItkAIByvMYAhABgtPkkwIeEhwvdjEvdGFza3Mve3Rhc2tfaWR9L2NvbW1lbnRzEo8BCg9HZXRQcm9qZWN0U3RhdHMSKS5wcm90b21lc2gudGFzay52MS5HZXRQcm9qZWN0U3RhdHNSZXF1ZXN0Gh8ucHJvdG9tZXNoLnRhc2sudjEuUHJvamVjdFN0YXRzIjCQAgHK8xgCEAGC0+STAiESHy92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vc3RhdHMSjQEKC0V4cG9ydFRhc2tzEiUucHJvdG9tZXNoLnRhc2sudjEuRXhwb3J0VGFza3NSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSI/kAIByvMYAhAB0vMYBAjAqQeC0+STAigSJi92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vdGFza3M6ZXhwb3J0MAESlAEKDExpc3RBY3Rpdml0eRImLnByb3RvbWVzaC50YXNrLnYxLkxpc3RBY3Rpdml0eVJlcXVlc3QaJy5wcm90b21lc2gudGFzay52MS5MaXN0QWN0aXZpdHlSZXNwb25zZSIzkAIByvMYAhABgtPkkwIkEiIvdjEvcHJvamVjdHMve3Byb2plY3RfaWR9L2FjdGl2aXR5EpYBCg5FeHBvcnRBY3Rpdml0eRIoLnByb3RvbWVzaC50YXNrLnYxLkV4cG9ydEFjdGl2aXR5UmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiQpACAcrzGAIQAdLzGAQIwKkHgtPkkwIrEikvdjEvcHJvamVjdHMve3Byb2plY3RfaWR9L2FjdGl2aXR5OmV4cG9ydDABYgZwcm90bzM", [file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_protomesh_options_v1_options]);
+  fileDesc("Chxwcm90b21lc2gvdGFzay92MS90YXNrLnByb3RvEhFwcm90b21lc2gudGFzay52MSLMAQoHUHJvamVjdBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCGFyY2hpdmVkGAQgASgIEhAKCG93bmVyX2lkGAUgASgJEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgIIAEoCSKLAQoGTWVtYmVyEhIKCnByb2plY3RfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIrCgRyb2xlGAMgASgOMh0ucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyUm9sZRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi+QMKBFRhc2sSCgoCaWQYASABKAkSEgoKcHJvamVjdF9pZBgCIAEoCRINCgV0aXRsZRgDIAEoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRItCgZzdGF0dXMYBSABKA4yHS5wcm90b21lc2gudGFzay52MS5UYXNrU3RhdHVzEjEKCHByaW9yaXR5GAYgASgOMh8ucHJvdG9tZXNoLnRhc2sudjEuVGFza1ByaW9yaXR5EiwKCGR1ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhc3NpZ25lZV9pZHMYCCADKAkSDAoEdGFncxgJIAMoCRIVCg1jb21tZW50X2NvdW50GAogASgFEhIKCmNyZWF0ZWRfYnkYCyABKAkSEgoKdXBkYXRlZF9ieRgMIAEoCRIvCgtjcmVhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGV0YWcYDyABKAkSFgoOYXR0YWNobWVudF9pZHMYECADKAkSMgoLYXR0YWNobWVudHMYESADKAsyHS5wcm90b21lc2gudGFzay52MS5BdHRhY2htZW50IlkKCkF0dGFjaG1lbnQSDwoHZmlsZV9pZBgBIAEoCRIQCghmaWxlbmFtZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEhQKDGNvbnRlbnRfdHlwZRgEIAEoCSJ4CgdDb21tZW50EgoKAmlkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSEQoJYXV0aG9yX2lkGAMgASgJEgwKBGJvZHkYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkMKFENyZWF0ZVByb2plY3RSZXF1ZXN0EisKB3Byb2plY3QYASABKAsyGi5wcm90b21lc2gudGFzay52MS5Qcm9qZWN0IlMKE0xpc3RQcm9qZWN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFQoNc2hvd19hcmNoaXZlZBgDIAEoCCJdChRMaXN0UHJvamVjdHNSZXNwb25zZRIsCghwcm9qZWN0cxgBIAMoCzIaLnByb3RvbWVzaC50YXNrLnYxLlByb2plY3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIh8KEUdldFByb2plY3RSZXF1ZXN0EgoKAmlkGAEgASgJInQKFFVwZGF0ZVByb2plY3RSZXF1ZXN0EisKB3Byb2plY3QYASABKAsyGi5wcm90b21lc2gudGFzay52MS5Qcm9qZWN0Ei8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIwChREZWxldGVQcm9qZWN0UmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRldGFnGAIgASgJIlEKEEFkZE1lbWJlclJlcXVlc3QSEgoKcHJvamVjdF9pZBgBIAEoCRIpCgZtZW1iZXIYAiABKAsyGS5wcm90b21lc2gudGFzay52MS5NZW1iZXIiTwoSTGlzdE1lbWJlcnNSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiWgoTTGlzdE1lbWJlcnNSZXNwb25zZRIqCgdtZW1iZXJzGAEgAygLMhkucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJnChNVcGRhdGVNZW1iZXJSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIrCgRyb2xlGAMgASgOMh0ucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyUm9sZSI6ChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSJOChFDcmVhdGVUYXNrUmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEiUKBHRhc2sYAiABKAsyFy5wcm90b21lc2gudGFzay52MS5UYXNrIrwCChBMaXN0VGFza3NSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSLwoIc3RhdHVzZXMYBCADKA4yHS5wcm90b21lc2gudGFzay52MS5UYXNrU3RhdHVzEhMKC2Fzc2lnbmVlX2lkGAUgASgJEgsKA3RhZxgGIAEoCRIuCgpkdWVfYmVmb3JlGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglkdWVfYWZ0ZXIYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXF1ZXJ5GAkgASgJEhAKCG9yZGVyX2J5GAogASgJEhoKEmluY2x1ZGVfdG90YWxfc2l6ZRgLIAEoCCJoChFMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLnByb3RvbWVzaC50YXNrLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiawoRVXBkYXRlVGFza1JlcXVlc3QSJQoEdGFzaxgBIAEoCzIXLnByb3RvbWVzaC50YXNrLnYxLlRhc2sSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIi0KEURlbGV0ZVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBGV0YWcYAiABKAkiVAoUQ3JlYXRlQ29tbWVudFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIrCgdjb21tZW50GAIgASgLMhoucHJvdG9tZXNoLnRhc2sudjEuQ29tbWVudCJNChNMaXN0Q29tbWVudHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXQoUTGlzdENvbW1lbnRzUmVzcG9uc2USLAoIY29tbWVudHMYASADKAsyGi5wcm90b21lc2gudGFzay52MS5Db21tZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChZHZXRQcm9qZWN0U3RhdHNSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAkSDQoFd2Vla3MYAiABKAUi5QEKDFByb2plY3RTdGF0cxISCgpwcm9qZWN0X2lkGAEgASgJEjUKDXN0YXR1c19jb3VudHMYAiADKAsyHi5wcm90b21lc2gudGFzay52MS5TdGF0dXNDb3VudBI5Cg9hc3NpZ25lZV9jb3VudHMYAyADKAsyIC5wcm90b21lc2gudGFzay52MS5Bc3NpZ25lZUNvdW50EhUKDW92ZXJkdWVfY291bnQYBCABKAMSOAoSY29tcGxldGVkX3Blcl93ZWVrGAUgAygLMhwucHJvdG9tZXNoLnRhc2sudjEuV2Vla0NvdW50IksKC1N0YXR1c0NvdW50Ei0KBnN0YXR1cxgBIAEoDjIdLnByb3RvbWVzaC50YXNrLnYxLlRhc2tTdGF0dXMSDQoFY291bnQYAiABKAMiMwoNQXNzaWduZWVDb3VudBITCgthc3NpZ25lZV9pZBgBIAEoCRINCgVjb3VudBgCIAEoAyJKCglXZWVrQ291bnQSLgoKd2Vla19zdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFY291bnQYAiABKAMiKAoSRXhwb3J0VGFza3NSZXF1ZXN0EhIKCnByb2plY3RfaWQYASABKAki3QEKDUFjdGl2aXR5RW50cnkSCgoCaWQYASABKAkSEgoKcHJvamVjdF9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCRIUCgxzdWJqZWN0X3R5cGUYBCABKAkSEgoKc3ViamVjdF9pZBgFIAEoCRIOCgZhY3Rpb24YBiABKAkSLwoHY2hhbmdlcxgHIAMoCzIeLnByb3RvbWVzaC50YXNrLnYxLkZpZWxkQ2hhbmdlEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI7CgtGaWVsZENoYW5nZRINCgVmaWVsZBgBIAEoCRIOCgZiZWZvcmUYAiABKAkSDQoFYWZ0ZXIYAyABKAkiUAoTTGlzdEFjdGl2aXR5UmVxdWVzdBISCgpwcm9qZWN0X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImIKFExpc3RBY3Rpdml0eVJlc3BvbnNlEjEKB2VudHJpZXMYASADKAsyIC5wcm90b21lc2gudGFzay52MS5BY3Rpdml0eUVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIrChVFeHBvcnRBY3Rpdml0eVJlcXVlc3QSEgoKcHJvamVjdF9pZBgBIAEoCSpwCgpNZW1iZXJSb2xlEhsKF01FTUJFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRTUVNQkVSX1JPTEVfT1dORVIQARIWChJNRU1CRVJfUk9MRV9FRElUT1IQAhIWChJNRU1CRVJfUk9MRV9WSUVXRVIQAyqNAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEFRBU0tfU1RBVFVTX1RPRE8QARIbChdUQVNLX1NUQVRVU19JTl9QUk9HUkVTUxACEhQKEFRBU0tfU1RBVFVTX0RPTkUQAxIZChVUQVNLX1NUQVRVU19DQU5DRUxMRUQQBCqQAQoMVGFza1ByaW9yaXR5Eh0KGVRBU0tfUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIVChFUQVNLX1BSSU9SSVRZX0xPVxABEhgKFFRBU0tfUFJJT1JJVFlfTUVESVVNEAISFgoSVEFTS19QUklPUklUWV9ISUdIEAMSGAoUVEFTS19QUklPUklUWV9VUkdFTlQQBDKHFQoLVGFza1NlcnZpY2USeQoNQ3JlYXRlUHJvamVjdBInLnByb3RvbWVzaC50YXNrLnYxLkNyZWF0ZVByb2plY3RSZXF1ZXN0GhoucHJvdG9tZXNoLnRhc2sudjEuUHJvamVjdCIjyvMYAhABgtPkkwIXOgdwcm9qZWN0IgwvdjEvcHJvamVjdHMSfgoMTGlzdFByb2plY3RzEiYucHJvdG9tZXNoLnRhc2sudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLnByb3RvbWVzaC50YXNrLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlIh2QAgHK8xgCEAGC0+STAg4SDC92MS9wcm9qZWN0cxJyCgpHZXRQcm9qZWN0EiQucHJvdG9tZXNoLnRhc2sudjEuR2V0UHJvamVjdFJlcXVlc3QaGi5wcm90b21lc2gudGFzay52MS5Qcm9qZWN0IiKQAgHK8xgCEAGC0+STAhMSES92MS9wcm9qZWN0cy97aWR9EokBCg1VcGRhdGVQcm9qZWN0EicucHJvdG9tZXNoLnRhc2sudjEuVXBkYXRlUHJvamVjdFJlcXVlc3QaGi5wcm90b21lc2gudGFzay52MS5Qcm9qZWN0IjOQAgLK8xgCEAGC0+STAiQ6B3Byb2plY3QyGS92MS9wcm9qZWN0cy97cHJvamVjdC5pZH0SdAoNRGVsZXRlUHJvamVjdBInLnByb3RvbWVzaC50YXNrLnYxLkRlbGV0ZVByb2plY3RSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IiKQAgLK8xgCEAGC0+STAhMqES92MS9wcm9qZWN0cy97aWR9EoQBCglBZGRNZW1iZXISIy5wcm90b21lc2gudGFzay52MS5BZGRNZW1iZXJSZXF1ZXN0GhkucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyIjfK8xgCEAGC0+STAis6Bm1lbWJlciIhL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS9tZW1iZXJzEpABCgtMaXN0TWVtYmVycxIlLnByb3RvbWVzaC50YXNrLnYxLkxpc3RNZW1iZXJzUmVxdWVzdBomLnByb3RvbWVzaC50YXNrLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2UiMpACAcrzGAIQAYLT5JMCIxIhL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS9tZW1iZXJzEpIBCgxVcGRhdGVNZW1iZXISJi5wcm90b21lc2gudGFzay52MS5VcGRhdGVNZW1iZXJSZXF1ZXN0GhkucHJvdG9tZXNoLnRhc2sudjEuTWVtYmVyIj+QAgLK8xgCEAGC0+STAjA6ASoyKy92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vbWVtYmVycy97dXNlcl9pZH0SjAEKDFJlbW92ZU1lbWJlchImLnByb3RvbWVzaC50YXNrLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiPJACAsrzGAIQAYLT5JMCLSorL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS9tZW1iZXJzL3t1c2VyX2lkfRKAAQoKQ3JlYXRlVGFzaxIkLnByb3RvbWVzaC50YXNrLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GhcucHJvdG9tZXNoLnRhc2sudjEuVGFzayIzyvMYAhABgtPkkwInOgR0YXNrIh8vdjEvcHJvamVjdHMve3Byb2plY3RfaWR9L3Rhc2tzEogBCglMaXN0VGFza3MSIy5wcm90b21lc2gudGFzay52MS5MaXN0VGFza3NSZXF1ZXN0GiQucHJvdG9tZXNoLnRhc2sudjEuTGlzdFRhc2tzUmVzcG9uc2UiMJACAcrzGAIQAYLT5JMCIRIfL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS90YXNrcxJmCgdHZXRUYXNrEiEucHJvdG9tZXNoLnRhc2sudjEuR2V0VGFza1JlcXVlc3QaFy5wcm90b21lc2gudGFzay52MS5UYXNrIh+QAgHK8xgCEAGC0+STAhASDi92MS90YXNrcy97aWR9EncKClVwZGF0ZVRhc2sSJC5wcm90b21lc2gudGFzay52MS5VcGRhdGVUYXNrUmVxdWVzdBoXLnByb3RvbWVzaC50YXNrLnYxLlRhc2siKpACAsrzGAIQAYLT5JMCGzoEdGFzazITL3YxL3Rhc2tzL3t0YXNrLmlkfRJrCgpEZWxldGVUYXNrEiQucHJvdG9tZXNoLnRhc2sudjEuRGVsZXRlVGFza1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiH5ACAsrzGAIQAYLT5JMCECoOL3YxL3Rhc2tzL3tpZH0SiQEKDUNyZWF0ZUNvbW1lbnQSJy5wcm90b21lc2gudGFzay52MS5DcmVhdGVDb21tZW50UmVxdWVzdBoaLnByb3RvbWVzaC50YXNrLnYxLkNvbW1lbnQiM8rzGAIQAYLT5JMCJzoHY29tbWVudCIcL3YxL3Rhc2tzL3t0YXNrX2lkfS9jb21tZW50cxKOAQoMTGlzdENvbW1lbnRzEiYucHJvdG9tZXNoLnRhc2sudjEuTGlzdENvbW1lbnRzUmVxdWVzdBonLnByb3RvbWVzaC50YXNrLnYxLkxpc3RDb21tZW50c1Jlc3BvbnNlIi2QAgHK8xgCEAGC0+STAh4SHC92MS90YXNrcy97dGFza19pZH0vY29tbWVudHMSjwEKD0dldFByb2plY3RTdGF0cxIpLnByb3RvbWVzaC50YXNrLnYxLkdldFByb2plY3RTdGF0c1JlcXVlc3QaHy5wcm90b21lc2gudGFzay52MS5Qcm9qZWN0U3RhdHMiMJACAcrzGAIQAYLT5JMCIRIfL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS9zdGF0cxKNAQoLRXhwb3J0VGFza3MSJS5wcm90b21lc2gudGFzay52MS5FeHBvcnRUYXNrc1JlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5Ij+QAgHK8xgCEAHS8xgECMCpB4LT5JMCKBImL3YxL3Byb2plY3RzL3twcm9qZWN0X2lkfS90YXNrczpleHBvcnQwARKUAQoMTGlzdEFjdGl2aXR5EiYucHJvdG9tZXNoLnRhc2sudjEuTGlzdEFjdGl2aXR5UmVxdWVzdBonLnByb3RvbWVzaC50YXNrLnYxLkxpc3RBY3Rpdml0eVJlc3BvbnNlIjOQAgHK8xgCEAGC0+STAiQSIi92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vYWN0aXZpdHkSlgEKDkV4cG9ydEFjdGl2aXR5EigucHJvdG9tZXNoLnRhc2sudjEuRXhwb3J0QWN0aXZpdHlSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSJCkAIByvMYAhAB0vMYBAjAqQeC0+STAisSKS92MS9wcm9qZWN0cy97cHJvamVjdF9pZH0vYWN0aXZpdHk6ZXhwb3J0MAFiBnByb3RvMw", [file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_protomesh_options_v1_options]);
 
 /**
  * A project: a named collection of tasks shared by its members.
@@ -249,6 +249,27 @@ export type Task = Message<"protomesh.task.v1.Task"> & {
    * @generated from field: string etag = 15;
    */
   etag: string;
+
+  /**
+   * UUIDs of the files attached to the task, in their order. At most 20,
+   * without duplicates. A file newly attached must be one of the caller's
+   * files in the file service (checked with GetFile on the caller's behalf):
+   * an id it does not know fails with INVALID_ARGUMENT naming the index, for
+   * example "attachment_ids[2]: file <id> not found", and the file service
+   * being unreachable with UNAVAILABLE. Files already attached stay attached
+   * whoever sends the list.
+   *
+   * @generated from field: repeated string attachment_ids = 16;
+   */
+  attachmentIds: string[];
+
+  /**
+   * Output only. The attached files, in the order of attachment_ids, with
+   * their metadata as it was when each was attached.
+   *
+   * @generated from field: repeated protomesh.task.v1.Attachment attachments = 17;
+   */
+  attachments: Attachment[];
 };
 
 /**
@@ -257,6 +278,48 @@ export type Task = Message<"protomesh.task.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_protomesh_task_v1_task, 2);
+
+/**
+ * A file attached to a task.
+ *
+ * @generated from message protomesh.task.v1.Attachment
+ */
+export type Attachment = Message<"protomesh.task.v1.Attachment"> & {
+  /**
+   * UUID of the file in the file service.
+   *
+   * @generated from field: string file_id = 1;
+   */
+  fileId: string;
+
+  /**
+   * Name of the file as uploaded.
+   *
+   * @generated from field: string filename = 2;
+   */
+  filename: string;
+
+  /**
+   * Size of the content, in bytes.
+   *
+   * @generated from field: int64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Media type of the content, for example "image/png".
+   *
+   * @generated from field: string content_type = 4;
+   */
+  contentType: string;
+};
+
+/**
+ * Describes the message protomesh.task.v1.Attachment.
+ * Use `create(AttachmentSchema)` to create a new message.
+ */
+export const AttachmentSchema: GenMessage<Attachment> = /*@__PURE__*/
+  messageDesc(file_protomesh_task_v1_task, 3);
 
 /**
  * A comment on a task.
@@ -305,7 +368,7 @@ export type Comment = Message<"protomesh.task.v1.Comment"> & {
  * Use `create(CommentSchema)` to create a new message.
  */
 export const CommentSchema: GenMessage<Comment> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 3);
+  messageDesc(file_protomesh_task_v1_task, 4);
 
 /**
  * Request of CreateProject.
@@ -326,7 +389,7 @@ export type CreateProjectRequest = Message<"protomesh.task.v1.CreateProjectReque
  * Use `create(CreateProjectRequestSchema)` to create a new message.
  */
 export const CreateProjectRequestSchema: GenMessage<CreateProjectRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 4);
+  messageDesc(file_protomesh_task_v1_task, 5);
 
 /**
  * Request of ListProjects.
@@ -364,7 +427,7 @@ export type ListProjectsRequest = Message<"protomesh.task.v1.ListProjectsRequest
  * Use `create(ListProjectsRequestSchema)` to create a new message.
  */
 export const ListProjectsRequestSchema: GenMessage<ListProjectsRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 5);
+  messageDesc(file_protomesh_task_v1_task, 6);
 
 /**
  * Response of ListProjects.
@@ -392,7 +455,7 @@ export type ListProjectsResponse = Message<"protomesh.task.v1.ListProjectsRespon
  * Use `create(ListProjectsResponseSchema)` to create a new message.
  */
 export const ListProjectsResponseSchema: GenMessage<ListProjectsResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 6);
+  messageDesc(file_protomesh_task_v1_task, 7);
 
 /**
  * Request of GetProject.
@@ -413,7 +476,7 @@ export type GetProjectRequest = Message<"protomesh.task.v1.GetProjectRequest"> &
  * Use `create(GetProjectRequestSchema)` to create a new message.
  */
 export const GetProjectRequestSchema: GenMessage<GetProjectRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 7);
+  messageDesc(file_protomesh_task_v1_task, 8);
 
 /**
  * Request of UpdateProject.
@@ -447,7 +510,7 @@ export type UpdateProjectRequest = Message<"protomesh.task.v1.UpdateProjectReque
  * Use `create(UpdateProjectRequestSchema)` to create a new message.
  */
 export const UpdateProjectRequestSchema: GenMessage<UpdateProjectRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 8);
+  messageDesc(file_protomesh_task_v1_task, 9);
 
 /**
  * Request of DeleteProject.
@@ -476,7 +539,7 @@ export type DeleteProjectRequest = Message<"protomesh.task.v1.DeleteProjectReque
  * Use `create(DeleteProjectRequestSchema)` to create a new message.
  */
 export const DeleteProjectRequestSchema: GenMessage<DeleteProjectRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 9);
+  messageDesc(file_protomesh_task_v1_task, 10);
 
 /**
  * Request of AddMember.
@@ -504,7 +567,7 @@ export type AddMemberRequest = Message<"protomesh.task.v1.AddMemberRequest"> & {
  * Use `create(AddMemberRequestSchema)` to create a new message.
  */
 export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 10);
+  messageDesc(file_protomesh_task_v1_task, 11);
 
 /**
  * Request of ListMembers.
@@ -541,7 +604,7 @@ export type ListMembersRequest = Message<"protomesh.task.v1.ListMembersRequest">
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 11);
+  messageDesc(file_protomesh_task_v1_task, 12);
 
 /**
  * Response of ListMembers.
@@ -569,7 +632,7 @@ export type ListMembersResponse = Message<"protomesh.task.v1.ListMembersResponse
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 12);
+  messageDesc(file_protomesh_task_v1_task, 13);
 
 /**
  * Request of UpdateMember.
@@ -605,7 +668,7 @@ export type UpdateMemberRequest = Message<"protomesh.task.v1.UpdateMemberRequest
  * Use `create(UpdateMemberRequestSchema)` to create a new message.
  */
 export const UpdateMemberRequestSchema: GenMessage<UpdateMemberRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 13);
+  messageDesc(file_protomesh_task_v1_task, 14);
 
 /**
  * Request of RemoveMember.
@@ -633,7 +696,7 @@ export type RemoveMemberRequest = Message<"protomesh.task.v1.RemoveMemberRequest
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 14);
+  messageDesc(file_protomesh_task_v1_task, 15);
 
 /**
  * Request of CreateTask.
@@ -661,7 +724,7 @@ export type CreateTaskRequest = Message<"protomesh.task.v1.CreateTaskRequest"> &
  * Use `create(CreateTaskRequestSchema)` to create a new message.
  */
 export const CreateTaskRequestSchema: GenMessage<CreateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 15);
+  messageDesc(file_protomesh_task_v1_task, 16);
 
 /**
  * Request of ListTasks. Filters combine with AND; unset filters match every
@@ -764,7 +827,7 @@ export type ListTasksRequest = Message<"protomesh.task.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 16);
+  messageDesc(file_protomesh_task_v1_task, 17);
 
 /**
  * Response of ListTasks.
@@ -800,7 +863,7 @@ export type ListTasksResponse = Message<"protomesh.task.v1.ListTasksResponse"> &
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 17);
+  messageDesc(file_protomesh_task_v1_task, 18);
 
 /**
  * Request of GetTask.
@@ -821,7 +884,7 @@ export type GetTaskRequest = Message<"protomesh.task.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 18);
+  messageDesc(file_protomesh_task_v1_task, 19);
 
 /**
  * Request of UpdateTask.
@@ -840,11 +903,11 @@ export type UpdateTaskRequest = Message<"protomesh.task.v1.UpdateTaskRequest"> &
 
   /**
    * Fields of task to update: any of "title", "description", "status",
-   * "priority", "due_time", "assignee_ids", "tags". Repeated fields are
-   * replaced as a whole. "etag" may be named too: it is the precondition, not
-   * a field to change. Other paths fail with INVALID_ARGUMENT. When empty,
-   * every updatable field is replaced by the value in task. In JSON, paths
-   * are lowerCamelCase ("dueTime").
+   * "priority", "due_time", "assignee_ids", "tags", "attachment_ids".
+   * Repeated fields are replaced as a whole. "etag" may be named too: it is
+   * the precondition, not a field to change. Other paths fail with
+   * INVALID_ARGUMENT. When empty, every updatable field is replaced by the
+   * value in task. In JSON, paths are lowerCamelCase ("dueTime").
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;
    */
@@ -856,7 +919,7 @@ export type UpdateTaskRequest = Message<"protomesh.task.v1.UpdateTaskRequest"> &
  * Use `create(UpdateTaskRequestSchema)` to create a new message.
  */
 export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 19);
+  messageDesc(file_protomesh_task_v1_task, 20);
 
 /**
  * Request of DeleteTask.
@@ -885,7 +948,7 @@ export type DeleteTaskRequest = Message<"protomesh.task.v1.DeleteTaskRequest"> &
  * Use `create(DeleteTaskRequestSchema)` to create a new message.
  */
 export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 20);
+  messageDesc(file_protomesh_task_v1_task, 21);
 
 /**
  * Request of CreateComment.
@@ -913,7 +976,7 @@ export type CreateCommentRequest = Message<"protomesh.task.v1.CreateCommentReque
  * Use `create(CreateCommentRequestSchema)` to create a new message.
  */
 export const CreateCommentRequestSchema: GenMessage<CreateCommentRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 21);
+  messageDesc(file_protomesh_task_v1_task, 22);
 
 /**
  * Request of ListComments.
@@ -950,7 +1013,7 @@ export type ListCommentsRequest = Message<"protomesh.task.v1.ListCommentsRequest
  * Use `create(ListCommentsRequestSchema)` to create a new message.
  */
 export const ListCommentsRequestSchema: GenMessage<ListCommentsRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 22);
+  messageDesc(file_protomesh_task_v1_task, 23);
 
 /**
  * Response of ListComments.
@@ -978,7 +1041,7 @@ export type ListCommentsResponse = Message<"protomesh.task.v1.ListCommentsRespon
  * Use `create(ListCommentsResponseSchema)` to create a new message.
  */
 export const ListCommentsResponseSchema: GenMessage<ListCommentsResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 23);
+  messageDesc(file_protomesh_task_v1_task, 24);
 
 /**
  * Request of GetProjectStats.
@@ -1007,7 +1070,7 @@ export type GetProjectStatsRequest = Message<"protomesh.task.v1.GetProjectStatsR
  * Use `create(GetProjectStatsRequestSchema)` to create a new message.
  */
 export const GetProjectStatsRequestSchema: GenMessage<GetProjectStatsRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 24);
+  messageDesc(file_protomesh_task_v1_task, 25);
 
 /**
  * Task statistics of a project, computed at request time.
@@ -1059,7 +1122,7 @@ export type ProjectStats = Message<"protomesh.task.v1.ProjectStats"> & {
  * Use `create(ProjectStatsSchema)` to create a new message.
  */
 export const ProjectStatsSchema: GenMessage<ProjectStats> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 25);
+  messageDesc(file_protomesh_task_v1_task, 26);
 
 /**
  * Number of tasks in one status.
@@ -1087,7 +1150,7 @@ export type StatusCount = Message<"protomesh.task.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 26);
+  messageDesc(file_protomesh_task_v1_task, 27);
 
 /**
  * Number of open tasks assigned to one user.
@@ -1115,7 +1178,7 @@ export type AssigneeCount = Message<"protomesh.task.v1.AssigneeCount"> & {
  * Use `create(AssigneeCountSchema)` to create a new message.
  */
 export const AssigneeCountSchema: GenMessage<AssigneeCount> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 27);
+  messageDesc(file_protomesh_task_v1_task, 28);
 
 /**
  * Number of tasks completed in one week.
@@ -1143,7 +1206,7 @@ export type WeekCount = Message<"protomesh.task.v1.WeekCount"> & {
  * Use `create(WeekCountSchema)` to create a new message.
  */
 export const WeekCountSchema: GenMessage<WeekCount> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 28);
+  messageDesc(file_protomesh_task_v1_task, 29);
 
 /**
  * Request of ExportTasks.
@@ -1164,7 +1227,7 @@ export type ExportTasksRequest = Message<"protomesh.task.v1.ExportTasksRequest">
  * Use `create(ExportTasksRequestSchema)` to create a new message.
  */
 export const ExportTasksRequestSchema: GenMessage<ExportTasksRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 29);
+  messageDesc(file_protomesh_task_v1_task, 30);
 
 /**
  * One change to a project, its members, tasks or comments.
@@ -1236,7 +1299,7 @@ export type ActivityEntry = Message<"protomesh.task.v1.ActivityEntry"> & {
  * Use `create(ActivityEntrySchema)` to create a new message.
  */
 export const ActivityEntrySchema: GenMessage<ActivityEntry> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 30);
+  messageDesc(file_protomesh_task_v1_task, 31);
 
 /**
  * The change of one field of an object.
@@ -1273,7 +1336,7 @@ export type FieldChange = Message<"protomesh.task.v1.FieldChange"> & {
  * Use `create(FieldChangeSchema)` to create a new message.
  */
 export const FieldChangeSchema: GenMessage<FieldChange> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 31);
+  messageDesc(file_protomesh_task_v1_task, 32);
 
 /**
  * Request of ListActivity.
@@ -1310,7 +1373,7 @@ export type ListActivityRequest = Message<"protomesh.task.v1.ListActivityRequest
  * Use `create(ListActivityRequestSchema)` to create a new message.
  */
 export const ListActivityRequestSchema: GenMessage<ListActivityRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 32);
+  messageDesc(file_protomesh_task_v1_task, 33);
 
 /**
  * Response of ListActivity.
@@ -1338,7 +1401,7 @@ export type ListActivityResponse = Message<"protomesh.task.v1.ListActivityRespon
  * Use `create(ListActivityResponseSchema)` to create a new message.
  */
 export const ListActivityResponseSchema: GenMessage<ListActivityResponse> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 33);
+  messageDesc(file_protomesh_task_v1_task, 34);
 
 /**
  * Request of ExportActivity.
@@ -1359,7 +1422,7 @@ export type ExportActivityRequest = Message<"protomesh.task.v1.ExportActivityReq
  * Use `create(ExportActivityRequestSchema)` to create a new message.
  */
 export const ExportActivityRequestSchema: GenMessage<ExportActivityRequest> = /*@__PURE__*/
-  messageDesc(file_protomesh_task_v1_task, 34);
+  messageDesc(file_protomesh_task_v1_task, 35);
 
 /**
  * Role of a member in a project.
@@ -1694,9 +1757,9 @@ export const TaskService: GenService<{
    * Exports all tasks of a project as CSV (RFC 4180, UTF-8, with a header
    * row), streamed in chunks. The first chunk carries content_type
    * "text/csv; charset=utf-8". Columns: id, title, description, status,
-   * priority, due_time, assignee_ids, tags, created_by, create_time,
-   * update_time; times are RFC 3339, lists are separated by ";". Any member
-   * may call it.
+   * priority, due_time, assignee_ids, tags, attachments, created_by,
+   * create_time, update_time; times are RFC 3339, lists are separated by ";"
+   * (attachments lists the files' names). Any member may call it.
    *
    * @generated from rpc protomesh.task.v1.TaskService.ExportTasks
    */
