@@ -1,6 +1,6 @@
-// The task service end to end between real processes (user, task, gateway): a project's life
-// over REST through the gateway, from creation to paging, a PATCH without a mask, the CSV
-// download and the statistics; and the BOLA matrix: a stranger calling every RPC that takes
+// The task service end to end between real processes (user, file, task, gateway): a project's
+// life over REST through the gateway, from creation to paging, a PATCH without a mask, the CSV
+// download and the statistics; an uploaded file attached to a task; and the BOLA matrix: a stranger calling every RPC that takes
 // an id of someone else's project, its members, tasks or comments gets NotFound, over REST
 // through the gateway and natively over Connect and gRPC, and changes nothing.
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -32,11 +32,14 @@ beforeAll(async () => {
   const user = await startProcess("services/user/main.js", {
     env: { LOGIN_REQUIRE_VERIFIED_EMAIL: "false", ...(await databases.env()) },
   });
-  task = await startProcess("services/task/main.js", {
+  const file = await startProcess("services/file/main.js", {
     env: { USER_SERVICE_URL: user.url, ...(await databases.env()) },
   });
+  task = await startProcess("services/task/main.js", {
+    env: { USER_SERVICE_URL: user.url, FILE_SERVICE_URL: file.url, ...(await databases.env()) },
+  });
   gateway = await startProcess("gateway/main.js", {
-    env: { USER_SERVICE_URL: user.url, TASK_SERVICE_URL: task.url },
+    env: { USER_SERVICE_URL: user.url, TASK_SERVICE_URL: task.url, FILE_SERVICE_URL: file.url },
   });
   for (const name of ["owner", "viewer", "stranger"] as const) {
     const email = `${name}-${process.pid}@example.com`;
@@ -238,6 +241,51 @@ describe("a project's life through the gateway", () => {
     expect(viewerWrite.status).toBe(403);
     expect(viewerWrite.body).toMatchObject({ code: Code.PermissionDenied });
     expect((await rest("GET", tasks, tokens.viewer)).status).toBe(200);
+  });
+});
+
+describe("attachments through the gateway", () => {
+  it("attaches a file uploaded over REST and shows it on the task; another user's file is 400", async () => {
+    const upload = async (token: string, filename: string) => {
+      const metadata = { "metadata.filename": filename, "metadata.contentType": "text/plain" };
+      const res = await fetch(`${gateway.url}/v1/files?${new URLSearchParams(metadata)}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/octet-stream" },
+        body: `the content of ${filename}`,
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { id: string };
+    };
+    const mine = await upload(tokens.owner, "brief.txt");
+    const theirs = await upload(tokens.stranger, "secret.txt");
+    const project = (await rest("POST", "/v1/projects", tokens.owner, { name: "Files" })).body as {
+      id: string;
+    };
+    const tasks = `/v1/projects/${project.id}/tasks`;
+    const created = await rest("POST", tasks, tokens.owner, {
+      title: "Read the brief",
+      attachmentIds: [mine.id],
+    });
+    expect(created.status, created.text).toBe(200);
+    const id = (created.body as { id: string }).id;
+    const expected = {
+      attachmentIds: [mine.id],
+      // int64 is a string in the JSON mapping.
+      attachments: [
+        { fileId: mine.id, filename: "brief.txt", sizeBytes: "24", contentType: "text/plain" },
+      ],
+    };
+    expect((await rest("GET", `/v1/tasks/${id}`, tokens.owner)).body).toMatchObject(expected);
+    expect((await rest("GET", tasks, tokens.owner)).body).toMatchObject({ tasks: [expected] });
+
+    const refused = await rest("PATCH", `/v1/tasks/${id}`, tokens.owner, {
+      attachmentIds: [mine.id, theirs.id],
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({
+      code: Code.InvalidArgument,
+      message: `attachment_ids[1]: file ${theirs.id} not found`,
+    });
   });
 });
 
