@@ -21,8 +21,9 @@ const maxUrlTtlS = 7 * 24 * 3600;
 export function rangeOf(sizeBytes: number, offset: bigint, length: bigint): ByteRange {
   if (length < 0n) throw new ConnectError("length must not be negative", Code.InvalidArgument);
   const start = offset < 0n ? Math.max(0, sizeBytes + Number(offset)) : Number(offset);
-  if (sizeBytes === 0 && offset === 0n) return { offset: 0, length: 0 };
-  if (start >= sizeBytes || (offset < 0n && sizeBytes === 0)) {
+  // The whole of an empty file, asked from its start or as its last bytes, is nothing.
+  if (sizeBytes === 0 && offset <= 0n) return { offset: 0, length: 0 };
+  if (start >= sizeBytes) {
     throw new ConnectError(
       `the range starts beyond the file's ${sizeBytes} bytes`,
       Code.OutOfRange,
@@ -90,10 +91,11 @@ export function createDownloadRpcs({
         throw new ConnectError("expires_in_seconds must not be negative", Code.InvalidArgument);
       }
       const ttlS = Math.min(req.expiresInSeconds || defaultUrlTtlS, maxUrlTtlS);
-      const expires = Math.floor(Date.now() / 1000) + ttlS;
-      const expireTime = timestampFromMs(expires * 1000);
+      const expiresAtMs = Date.now() + ttlS * 1000;
+      const expires = Math.ceil(expiresAtMs / 1000);
+      const expireTime = timestampFromMs(expiresAtMs);
       const presigned = await storage.presignedUrl(file.storageKey, {
-        expiresAt: new Date(expires * 1000),
+        expiresAt: new Date(expiresAtMs),
         contentDisposition: contentDispositionOf(file.filename, file.contentType),
         contentType: file.contentType,
       });

@@ -5,7 +5,7 @@ import { requireIdentity } from "../../kit/auth/identity.ts";
 import { createKeyset, findPage } from "../../kit/db/keyset.ts";
 import { parseUuid } from "../../kit/uuid.ts";
 import { StoredFile, type StoredFileRow, UploadSession } from "./entities.ts";
-import { fileToProto, findOwnFile } from "./files.ts";
+import { fileToProto, findOwnFile, thumbnailKeyOf } from "./files.ts";
 import type { FileRpcs, RpcDeps } from "./rpc-deps.ts";
 import { resizeThumbnail, thumbnailSizeFor } from "./thumbnail.ts";
 
@@ -53,7 +53,8 @@ export function createFileRpcs({
       });
       if (row !== null) {
         await storage.delete(row.storageKey);
-        if (row.thumbnailKey) await storage.delete(row.thumbnailKey);
+        // Whatever the row said: the thumbnailer may have stored it while the row was read.
+        await storage.delete(thumbnailKeyOf(id));
       }
       return {};
     },
@@ -68,7 +69,8 @@ export function createFileRpcs({
         );
       }
       const size = await storage.size(key);
-      if (size === undefined) throw new Error(`thumbnail ${key} is missing`);
+      // Deleted with its file since the row was read.
+      if (size === undefined) throw new ConnectError(`file ${file.id} not found`, Code.NotFound);
       const chunks: Uint8Array[] = [];
       for await (const chunk of storage.read(key, { offset: 0, length: size })) {
         chunks.push(chunk);

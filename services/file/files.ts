@@ -10,6 +10,11 @@ import { parseUuid } from "../../kit/uuid.ts";
 import { StoredFile, type StoredFileRow, type thumbnailStates } from "./entities.ts";
 import { hasThumbnail } from "./thumbnail.ts";
 
+/** Where the thumbnail of a file is stored, once rendered. */
+export function thumbnailKeyOf(fileId: string): string {
+  return `thumbs/${fileId}`;
+}
+
 /** The streams the file service publishes its events to, one per event type. */
 export const fileStreams = { uploaded: "file.uploaded" } as const;
 

@@ -64,7 +64,8 @@ export function createQuota(db: Database, limits: QuotaLimits): Quota {
       `select
         (select coalesce(sum(size_bytes), 0) from stored_file where owner_id = ?)
         + (select coalesce(sum(size_bytes), 0) from upload_session
-            where owner_id = ? and file_id is null and expires_at > now())
+            where owner_id = ? and file_id is null
+              and (expires_at > now() or appending_until > now()))
         + (select coalesce(sum(bytes), 0) from quota_reservation
             where owner_id = ? and expires_at > now() and id::text <> ?) as used`,
       [ownerId, ownerId, ownerId, except],

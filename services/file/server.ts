@@ -98,9 +98,8 @@ export async function createFileServer({ config, log }: FileServerDeps): Promise
     interceptors: [createAuthInterceptor({ verifier, log })],
   });
   const sweep = async () => {
-    const em = db.fork();
-    await em.execute("delete from quota_reservation where expires_at <= now()");
-    return sweepExpiredSessions(em, (key, state) => storage.staging.discard(key, state));
+    await db.fork().execute("delete from quota_reservation where expires_at <= now()");
+    return sweepExpiredSessions(db, (key, state) => storage.staging.discard(key, state), log);
   };
   let sweeper: NodeJS.Timeout | undefined;
   return {

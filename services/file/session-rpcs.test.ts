@@ -161,6 +161,48 @@ describe("an upload session", () => {
     expect(after.offset).toBe(0n);
   });
 
+  it("of an empty file is a file at once, as tus clients send no append for it", async () => {
+    const session = await svc.connect.createUploadSession(
+      { metadata: { filename: "empty.txt", contentType: "text/plain", sizeBytes: 0n } },
+      alice.call,
+    );
+    expect(session.file).toMatchObject({ filename: "empty.txt", sizeBytes: 0n });
+    expect(session.file?.sha256).toBe(sha256(Buffer.alloc(0)));
+  });
+
+  it("cannot be cancelled while an append holds it, and answers a finished append's retry", async () => {
+    const session = await svc.connect.createUploadSession(
+      { metadata: { filename: "held.bin", sizeBytes: 6n } },
+      alice.call,
+    );
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const appending = svc.connect.appendUpload(
+      (async function* () {
+        yield { payload: { case: "start" as const, value: { id: session.id, offset: 0n } } };
+        yield { payload: { case: "chunk" as const, value: Buffer.from("abc") } };
+        await released;
+        yield { payload: { case: "chunk" as const, value: Buffer.from("def") } };
+      })(),
+      alice.call,
+    );
+    await vi.waitFor(() =>
+      expectCode(
+        svc.connect.cancelUploadSession({ id: session.id }, alice.call),
+        Code.FailedPrecondition,
+        /an append to the session is under way/,
+      ),
+    );
+    release();
+    const done = await appending;
+    expect(done.file?.sha256).toBe(sha256(Buffer.from("abcdef")));
+    // A client that lost that answer and appends again at the end gets the same file.
+    const again = await append(alice, session.id, 6, Buffer.alloc(0));
+    expect(again.file?.id).toBe(done.file?.id);
+  });
+
   it("is NotFound to another user, as an unknown id is", async () => {
     const session = await svc.connect.createUploadSession(
       { metadata: { filename: "mine.bin", sizeBytes: 4n } },

@@ -9,6 +9,8 @@ import {
   UploadSessionSchema,
 } from "../../gen/protomesh/file/v1/file_pb.ts";
 import { type Identity, requireIdentity } from "../../kit/auth/identity.ts";
+import type { Database } from "../../kit/db/database.ts";
+import type { Log } from "../../kit/log.ts";
 import { traceparentOf } from "../../kit/trace-context.ts";
 import { parseUuid } from "../../kit/uuid.ts";
 import { contentTypeHeadBytes, resolveContentType } from "./content-type.ts";
@@ -69,51 +71,69 @@ export function createSessionRpcs(
   const { db, storage, jobs, quota, config } = deps;
   const ttlMs = config.FILE_UPLOAD_SESSION_TTL_S * 1000;
 
-  // Stores the complete content as a file, or discards it when it is not what was announced.
+  // A stage an earlier attempt completed (and then failed after) is complete already.
+  const completeStage = async (session: UploadSessionRow, state: StageState) => {
+    try {
+      await storage.staging.complete(session.storageKey, state);
+    } catch (err) {
+      if ((await storage.size(session.storageKey)) !== session.sizeBytes) throw err;
+    }
+  };
+
+  /**
+   * Stores the complete content as a file. Content that is not what was announced is discarded
+   * with the session (InvalidArgument); any other failure leaves both for a retry, which an
+   * append of nothing at the session's size makes.
+   */
   const complete = async (
     session: UploadSessionRow,
     state: StageState,
     traceparent: string | undefined,
   ): Promise<StoredFileRow> => {
-    await storage.staging.complete(session.storageKey, state);
+    await completeStage(session, state);
     const range = { offset: 0, length: session.sizeBytes };
+    const measured = await measure(storage.read(session.storageKey, range), contentTypeHeadBytes);
+    let contentType: string;
     try {
-      const measured = await measure(storage.read(session.storageKey, range), contentTypeHeadBytes);
       checkAnnounced(
         { ...session, declaredType: undefined, sha256: session.sha256 ?? undefined },
         measured.sizeBytes,
         measured.sha256,
       );
-      const contentType = await resolveContentType(measured.head, session.contentType);
-      const fileId = randomUUID();
-      return await db.fork().transactional(async (em) => {
-        // Kept, with its file, until it expires: a client that resumes learns it is complete.
-        const claimed = await em.nativeUpdate(
-          UploadSession,
-          { id: session.id, fileId: null },
-          { fileId },
-        );
-        if (claimed === 0) throw notFound(session.id);
-        return recordFile(
-          em,
-          jobs,
-          {
-            id: fileId,
-            ownerId: session.ownerId,
-            filename: session.filename,
-            contentType,
-            sizeBytes: measured.sizeBytes,
-            sha256: measured.sha256,
-            storageKey: session.storageKey,
-          },
-          traceparent,
-        );
-      });
+      contentType = await resolveContentType(measured.head, session.contentType);
     } catch (err) {
       await storage.delete(session.storageKey);
       await db.fork().nativeDelete(UploadSession, { id: session.id });
       throw err;
     }
+    const fileId = randomUUID();
+    const file = await db.fork().transactional(async (em) => {
+      // Kept, with its file, until it expires: a client that resumes learns it is complete.
+      const claimed = await em.nativeUpdate(
+        UploadSession,
+        { id: session.id, fileId: null },
+        { fileId, appendingUntil: null },
+      );
+      if (claimed === 0) return null;
+      return recordFile(
+        em,
+        jobs,
+        {
+          id: fileId,
+          ownerId: session.ownerId,
+          filename: session.filename,
+          contentType,
+          sizeBytes: measured.sizeBytes,
+          sha256: measured.sha256,
+          storageKey: session.storageKey,
+        },
+        traceparent,
+      );
+    });
+    if (file !== null) return file;
+    // The session went meanwhile: nothing refers to its content any more.
+    await storage.delete(session.storageKey);
+    throw notFound(session.id);
   };
 
   return {
@@ -155,7 +175,10 @@ export function createSessionRpcs(
         await storage.staging.discard(storageKey, state);
         throw err;
       }
-      return sessionToProto(row, null);
+      // Empty content is complete at once: no append will come (tus clients send none).
+      if (row.sizeBytes > 0) return sessionToProto(row, null);
+      const file = await complete(row, state, traceparentOf(ctx));
+      return sessionToProto({ ...row, fileId: file.id }, file);
     },
 
     async getUploadSession(req, ctx) {
@@ -175,55 +198,82 @@ export function createSessionRpcs(
       }
       const start = first.value.payload.value;
       const id = parseUuid(start.id, "start.id");
-      const session = await claim(db.fork(), caller, id, start.offset);
+      const em = db.fork();
+      const found = await findOwnSession(em, caller, id);
+      // Complete already: the answer a client that lost the last one needs.
+      if (found.fileId) {
+        return sessionToProto(found, await em.findOne(StoredFile, { id: found.fileId }));
+      }
+      const session = await claim(em, found, start.offset);
+      // Renewed until the append and the completion are done: a file of gigabytes takes a while
+      // to read back and hash.
       const renew = setInterval(() => {
         db.fork()
-          .nativeUpdate(UploadSession, { id }, { appendingUntil: new Date(Date.now() + claimMs) })
-          .catch(() => {});
-      }, claimMs / 3);
-      let state = stateOf(session);
-      let error: unknown;
-      try {
-        const room = session.sizeBytes - session.offset;
-        const result = await storage.staging.append(
-          session.storageKey,
-          state,
-          boundedChunks(messages, room),
-        );
-        state = result.state;
-        error = result.error;
-      } finally {
-        clearInterval(renew);
-        await db
-          .fork()
           .nativeUpdate(
             UploadSession,
-            { id },
-            { offset: state.size, stageState: state.opaque, appendingUntil: null },
+            { id, appendingUntil: { $ne: null } },
+            { appendingUntil: new Date(Date.now() + claimMs) },
+          )
+          .catch(() => {});
+      }, claimMs / 3);
+      try {
+        let state = stateOf(session);
+        let error: unknown;
+        try {
+          const room = session.sizeBytes - session.offset;
+          const result = await storage.staging.append(
+            session.storageKey,
+            state,
+            boundedChunks(messages, room),
           );
+          state = result.state;
+          error = result.error;
+        } finally {
+          await db
+            .fork()
+            .nativeUpdate(UploadSession, { id }, { offset: state.size, stageState: state.opaque });
+        }
+        const now = { ...session, offset: state.size, stageState: state.opaque };
+        if (error !== undefined) throw error;
+        if (state.size < session.sizeBytes) return sessionToProto(now, null);
+        const file = await complete(now, state, traceparentOf(ctx));
+        return sessionToProto({ ...now, fileId: file.id }, file);
+      } finally {
+        clearInterval(renew);
+        await db.fork().nativeUpdate(UploadSession, { id }, { appendingUntil: null });
       }
-      const now = { ...session, offset: state.size, stageState: state.opaque };
-      if (error !== undefined) throw error;
-      if (state.size < session.sizeBytes) return sessionToProto(now, null);
-      const file = await complete(now, state, traceparentOf(ctx));
-      return sessionToProto({ ...now, fileId: file.id }, file);
     },
 
     async cancelUploadSession(req, ctx) {
       const caller = requireIdentity(ctx);
       const id = parseUuid(req.id, "id");
-      const [row] = await db
-        .fork()
-        .execute<{ storage_key: string; stage_state: string; offset: string }[]>(
-          'delete from upload_session where id = ? and owner_id = ? and file_id is null returning storage_key, stage_state, "offset"',
-          [id, caller.userId],
-        );
-      if (row !== undefined) {
-        await storage.staging.discard(row.storage_key, {
-          size: Number(row.offset),
-          opaque: row.stage_state,
+      const em = db.fork();
+      const [row] = await em.execute<
+        { storage_key: string; stage_state: string; offset: string }[]
+      >(
+        `delete from upload_session where id = ? and owner_id = ? and file_id is null
+           and (appending_until is null or appending_until < now())
+         returning storage_key, stage_state, "offset"`,
+        [id, caller.userId],
+      );
+      if (row === undefined) {
+        const busy = await em.count(UploadSession, {
+          id,
+          ownerId: caller.userId,
+          appendingUntil: { $gte: new Date() },
         });
+        if (busy > 0) {
+          throw new ConnectError(
+            "an append to the session is under way: cancel it once that ends",
+            Code.FailedPrecondition,
+          );
+        }
+        return {};
       }
+      await storage.staging.discard(row.storage_key, {
+        size: Number(row.offset),
+        opaque: row.stage_state,
+      });
       return {};
     },
   };
@@ -231,24 +281,24 @@ export function createSessionRpcs(
 
 /**
  * Claims a session for one append at `offset`: FailedPrecondition when the session is elsewhere
- * (another append holds it, or its offset is not the one given).
+ * (another append holds it, or its offset is not the one given), or expires.
  */
 async function claim(
   em: SqlEntityManager,
-  caller: Identity,
-  id: string,
+  session: UploadSessionRow,
   offset: bigint,
 ): Promise<UploadSessionRow> {
-  const session = await findOwnSession(em, caller, id);
+  const now = new Date();
   const claimed = await em.nativeUpdate(
     UploadSession,
     {
-      id,
+      id: session.id,
       offset: Number(offset),
       fileId: null,
-      $or: [{ appendingUntil: null }, { appendingUntil: { $lt: new Date() } }],
+      expiresAt: { $gt: now },
+      $or: [{ appendingUntil: null }, { appendingUntil: { $lt: now } }],
     },
-    { appendingUntil: new Date(Date.now() + claimMs) },
+    { appendingUntil: new Date(now.getTime() + claimMs) },
   );
   if (claimed === 0) {
     const reason =
@@ -286,20 +336,30 @@ async function* boundedChunks(
   }
 }
 
-/** Deletes the sessions that expired, and their staged content. Returns how many. */
+/**
+ * Deletes the sessions that expired, and their staged content, one at a time: a stage the store
+ * fails to discard keeps its session for the next sweep. A session an append still holds waits.
+ * Returns how many went.
+ */
 export async function sweepExpiredSessions(
-  em: SqlEntityManager,
+  db: Database,
   discard: (key: string, state: StageState) => Promise<void>,
+  log: Log,
 ): Promise<number> {
-  const rows = await em.execute<
-    { storage_key: string; stage_state: string; offset: string; file_id: string | null }[]
-  >(
-    'delete from upload_session where expires_at <= now() returning storage_key, stage_state, "offset", file_id',
-  );
-  for (const row of rows) {
-    // A complete session's content is its file's now.
-    if (row.file_id !== null) continue;
-    await discard(row.storage_key, { size: Number(row.offset), opaque: row.stage_state });
+  const expired = await db.fork().find(UploadSession, {
+    expiresAt: { $lte: new Date() },
+    $or: [{ appendingUntil: null }, { appendingUntil: { $lt: new Date() } }],
+  });
+  let swept = 0;
+  for (const session of expired) {
+    try {
+      // A complete session's content is its file's now.
+      if (!session.fileId) await discard(session.storageKey, stateOf(session));
+      await db.fork().nativeDelete(UploadSession, { id: session.id });
+      swept += 1;
+    } catch (err) {
+      log.warn({ err, sessionId: session.id }, "an expired upload session could not be discarded");
+    }
   }
-  return rows.length;
+  return swept;
 }

@@ -2,7 +2,7 @@ import { FileUploadedSchema } from "../../gen/protomesh/file/v1/events_pb.ts";
 import type { Database } from "../../kit/db/database.ts";
 import type { Jobs } from "../../kit/jobs/jobs.ts";
 import { StoredFile } from "./entities.ts";
-import { fileStreams } from "./files.ts";
+import { fileStreams, thumbnailKeyOf } from "./files.ts";
 import type { FileStorage } from "./storage/storage.ts";
 import { maxThumbnailSize, renderThumbnail } from "./thumbnail.ts";
 
@@ -41,7 +41,7 @@ export function consumeThumbnails(jobs: Jobs, options: ThumbnailerOptions): void
         limitInputPixels,
       });
       if (result.kind === "failed") return result;
-      const key = `thumbs/${file.id}`;
+      const key = thumbnailKeyOf(file.id);
       const write = await storage.create(key);
       try {
         await write.write(result.png);

@@ -151,6 +151,10 @@ describe("an upload", () => {
     const got = await download(svc.connect, alice, { id: file.id });
     expect(got.bytes.byteLength).toBe(0);
     expect(got.headers.get("content-range")).toBe("bytes */0");
+    // Its last bytes are all of it: nothing.
+    expect(
+      (await download(svc.connect, alice, { id: file.id, offset: -5n })).bytes.byteLength,
+    ).toBe(0);
   });
 
   it("needs metadata first and chunks after it", async () => {

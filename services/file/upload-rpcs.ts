@@ -58,7 +58,10 @@ export function createUploadRpcs({ db, storage, jobs, quota }: RpcDeps): FileRpc
       );
       const id = randomUUID();
       const storageKey = `files/${id}`;
-      const write = await storage.create(storageKey);
+      const write = await storage.create(storageKey).catch(async (err: unknown) => {
+        await reservation.release();
+        throw err;
+      });
       let contentType: string;
       let measured: Measured;
       try {
@@ -87,7 +90,8 @@ export function createUploadRpcs({ db, storage, jobs, quota }: RpcDeps): FileRpc
         contentType = await resolveContentType(measured.head, announced.declaredType);
         await write.commit();
       } catch (err) {
-        await write.abort();
+        // The upload's own error is the answer, whatever aborting it comes to.
+        await write.abort().catch(() => {});
         await reservation.release();
         throw err;
       }

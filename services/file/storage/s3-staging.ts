@@ -114,6 +114,16 @@ async function appendToStage(
   let uploadId = stage.uploadId;
   const parts = [...stage.parts];
   let size = state.size;
+  // A multipart upload this append started is in no state the caller keeps if the append
+  // fails: it is aborted here, or it would hold its parts for ever.
+  const abandon = async (err: unknown): Promise<never> => {
+    if (stage.uploadId === undefined && uploadId !== undefined) {
+      await client
+        .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }))
+        .catch(() => {});
+    }
+    throw err;
+  };
   const error = await feedContent(content, async (chunk) => {
     for (let at = 0; at < chunk.byteLength; ) {
       const taken = Math.min(chunk.byteLength - at, partSize - filled);
@@ -127,11 +137,11 @@ async function appendToStage(
       }
     }
     size += chunk.byteLength;
-  });
+  }).catch(abandon);
   if (filled > 0) {
-    await client.send(
-      new PutObjectCommand({ Bucket: bucket, Key: tailKey, Body: part.subarray(0, filled) }),
-    );
+    await client
+      .send(new PutObjectCommand({ Bucket: bucket, Key: tailKey, Body: part.subarray(0, filled) }))
+      .catch(abandon);
   } else if (stage.tail > 0) {
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: tailKey }));
   }

@@ -186,7 +186,7 @@ async function presignDownload(
   key: string,
   download: PresignedDownload,
 ): Promise<string> {
-  const expiresIn = Math.floor((download.expiresAt.getTime() - Date.now()) / 1000);
+  const expiresIn = Math.round((download.expiresAt.getTime() - Date.now()) / 1000);
   if (expiresIn < 1 || expiresIn > maxPresignedSeconds) {
     throw new Error(
       `a presigned URL expires between 1 s and ${maxPresignedSeconds} s from now, not ${expiresIn} s`,
