@@ -188,12 +188,20 @@ describe("an upload session", () => {
       })(),
       alice.call,
     );
-    await vi.waitFor(() =>
-      expectCode(
-        svc.connect.cancelUploadSession({ id: session.id }, alice.call),
-        Code.FailedPrecondition,
-        /an append to the session is under way/,
-      ),
+    // Once the append holds the session (as the service's database says)...
+    await vi.waitFor(async () => {
+      const [row] = await svc.service.db
+        .fork()
+        .execute<{ held: boolean }[]>(
+          "select appending_until is not null as held from upload_session where id = ?",
+          [session.id],
+        );
+      expect(row?.held).toBe(true);
+    });
+    await expectCode(
+      svc.connect.cancelUploadSession({ id: session.id }, alice.call),
+      Code.FailedPrecondition,
+      /an append to the session is under way/,
     );
     release();
     const done = await appending;
