@@ -3,13 +3,18 @@
 // presigned download URLs, thumbnails, and nothing left in the bucket by a refused upload or a
 // deleted file.
 import { createHash, randomBytes } from "node:crypto";
-import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Code } from "@connectrpc/connect";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ThumbnailState } from "../../gen/protomesh/file/v1/file_pb.ts";
 import { type FileServiceUnderTest, startFileService } from "../../test/support/file-service.ts";
-import { listKeys, type S3Server, startFauxqsS3 } from "../../test/support/s3-servers.ts";
+import {
+  adminClientOf,
+  listKeys,
+  type S3Server,
+  startFauxqsS3,
+} from "../../test/support/s3-servers.ts";
 import { expectCode, type TestUser } from "../../test/support/user-service.ts";
 
 const bucket = "files";
@@ -20,12 +25,7 @@ let alice: TestUser;
 
 beforeAll(async () => {
   s3 = await startFauxqsS3();
-  admin = new S3Client({
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: s3.credentials,
-  });
+  admin = adminClientOf(s3);
   await admin.send(new CreateBucketCommand({ Bucket: bucket }));
   svc = await startFileService({
     FILE_STORAGE: "s3",

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { startFauxqs } from "fauxqs";
 import S3rver from "s3rver";
 
@@ -50,4 +50,14 @@ export async function listKeys(client: S3Client, bucket: string): Promise<string
     token = page.NextContinuationToken;
   } while (token !== undefined);
   return keys.sort();
+}
+
+/** A client of `server` for what a test does beside the store under test: buckets, listings. */
+export function adminClientOf(server: S3Server): S3Client {
+  return new S3Client({
+    endpoint: server.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: server.credentials,
+  });
 }

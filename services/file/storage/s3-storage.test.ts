@@ -1,6 +1,7 @@
-import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  adminClientOf,
   listKeys,
   type S3Server,
   startFauxqsS3,
@@ -25,12 +26,7 @@ function defineAgainst(
     let buckets = 0;
     beforeAll(async () => {
       server = await start();
-      admin = new S3Client({
-        endpoint: server.endpoint,
-        region: "us-east-1",
-        forcePathStyle: true,
-        credentials: server.credentials,
-      });
+      admin = adminClientOf(server);
     });
     afterAll(async () => {
       admin?.destroy();
